@@ -1,0 +1,7 @@
+"""skmic: deep clustering by mutual information, as scikit-learn estimators."""
+
+from .kmeans import KMeansBaseline
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["KMeansBaseline", "__version__"]

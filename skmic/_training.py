@@ -1,0 +1,214 @@
+"""The one training loop every skmic estimator uses.
+
+An estimator describes one optimisation step as a function of a mini-batch of
+sample indices (it owns its data on the device and knows how to turn indices
+into a loss); :func:`train` does the rest: shuffling, batching, optimizer
+steps, hooks, the per-epoch history, early stopping, divergence detection and
+progress output.
+"""
+
+import math
+import sys
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+__all__ = ["TrainingResult", "batches", "train"]
+
+
+@dataclass
+class TrainingResult:
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    history : list of dict
+        One record per epoch: ``epoch``, ``loss`` (mean over the epoch's
+        steps), ``loss_<phase>`` per named phase, and whatever the
+        ``on_epoch_end`` hook added.
+    n_epochs : int
+        Epochs run.
+    n_steps : int
+        Optimizer steps taken.
+    stopped_early : bool
+        Whether a hook or the ``tol`` criterion ended training before
+        ``max_epochs``.
+    """
+
+    history: list = field(default_factory=list)
+    n_epochs: int = 0
+    n_steps: int = 0
+    stopped_early: bool = False
+
+
+def batches(n_samples, batch_size, *, generator=None, device="cpu", shuffle=True):
+    """Split ``range(n_samples)`` into index mini-batches.
+
+    A trailing batch with a single sample is merged into the previous one,
+    so that BatchNorm never sees a batch of one.
+
+    Parameters
+    ----------
+    n_samples, batch_size : int
+    generator : torch.Generator, optional
+        Source of the shuffling permutation (on ``device``).
+    device : torch.device or str
+    shuffle : bool
+
+    Returns
+    -------
+    list of LongTensor
+    """
+    if shuffle:
+        order = torch.randperm(n_samples, generator=generator, device=device)
+    else:
+        order = torch.arange(n_samples, device=device)
+    parts = list(order.split(batch_size))
+    if len(parts) > 1 and len(parts[-1]) < 2:
+        parts[-2:] = [torch.cat(parts[-2:])]
+    return parts
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss became NaN or infinite during training."""
+
+
+def train(
+    step,
+    *,
+    n_samples,
+    optimizer,
+    max_epochs,
+    batch_size,
+    device,
+    generator=None,
+    modules=(),
+    phases=(None,),
+    before_step=None,
+    on_epoch_end=None,
+    tol=None,
+    n_iter_no_change=None,
+    verbose=0,
+    desc="training",
+):
+    """Run mini-batch training.
+
+    Parameters
+    ----------
+    step : callable
+        ``step(indices, phase) -> loss``: the scalar loss of the mini-batch
+        ``indices`` (a LongTensor on ``device``) for the current phase.
+    n_samples : int
+        Size of the index range to draw mini-batches from.
+    optimizer : torch.optim.Optimizer or sequence of them
+        Zeroed, back-propagated into and stepped once per mini-batch.
+    max_epochs : int
+    batch_size : int
+    device : torch.device
+    generator : torch.Generator, optional
+        Shuffling source; pass one seeded from ``random_state``.
+    modules : sequence of torch.nn.Module
+        Put in training mode during training and back in eval mode after.
+    phases : sequence
+        Each epoch makes one full pass over the data per entry, in order,
+        handing the entry to ``step``. IIC uses ``("main", "main", "over")``
+        to alternate its heads; most estimators use a single pass.
+    before_step : callable, optional
+        ``before_step(step_index) -> bool``, called before every optimizer
+        step (DEC updates its target distribution here); returning True
+        stops training.
+    on_epoch_end : callable, optional
+        ``on_epoch_end(record) -> bool``; may add entries to the epoch's
+        record; returning True stops training.
+    tol, n_iter_no_change : float and int, optional
+        Early stopping: stop when the epoch loss has not improved by at least
+        ``tol`` for ``n_iter_no_change`` consecutive epochs.
+    verbose : int
+        0: silent; 1: a tqdm progress bar over epochs; 2: also one line per
+        epoch.
+    desc : str
+        Label of the progress bar.
+
+    Returns
+    -------
+    TrainingResult
+
+    Raises
+    ------
+    TrainingDivergedError
+        If an epoch's loss is NaN or infinite.
+    """
+    optimizers = optimizer if isinstance(optimizer, (list, tuple)) else [optimizer]
+    result = TrainingResult()
+    best, stale = math.inf, 0
+    for module in modules:
+        module.train()
+    progress = tqdm(
+        range(max_epochs), desc=desc, disable=verbose < 1, file=sys.stderr, leave=False
+    )
+    try:
+        for epoch in progress:
+            record = {"epoch": epoch + 1}
+            totals = []
+            stop = False
+            for phase in phases:
+                total = torch.zeros((), device=device)
+                count = 0
+                for indices in batches(
+                    n_samples, batch_size, generator=generator, device=device
+                ):
+                    if before_step is not None and before_step(result.n_steps):
+                        stop = True
+                        break
+                    for opt in optimizers:
+                        opt.zero_grad(set_to_none=True)
+                    loss = step(indices, phase)
+                    loss.backward()
+                    for opt in optimizers:
+                        opt.step()
+                    total += loss.detach()
+                    count += 1
+                    result.n_steps += 1
+                if count:
+                    totals.append((phase, total.item() / count))
+                if stop:
+                    break
+            if not totals:  # stopped before the epoch's first step
+                result.stopped_early = True
+                break
+            record["loss"] = sum(t for _, t in totals) / len(totals)
+            if not math.isfinite(record["loss"]):
+                raise TrainingDivergedError(
+                    f"Training diverged: the loss became {record['loss']} in epoch "
+                    f"{epoch + 1}. Try a smaller learning_rate, or scale the input "
+                    "(e.g. with StandardScaler)."
+                )
+            if len(phases) > 1:
+                for phase in dict.fromkeys(p for p, _ in totals):
+                    values = [t for p, t in totals if p == phase]
+                    record[f"loss_{phase}"] = sum(values) / len(values)
+            if on_epoch_end is not None and on_epoch_end(record):
+                stop = True
+            result.history.append(record)
+            result.n_epochs = epoch + 1
+            progress.set_postfix(loss=f"{record['loss']:.4f}")
+            if verbose >= 2:
+                tqdm.write(
+                    f"[{desc}] epoch {epoch + 1}/{max_epochs} loss {record['loss']:.5f}",
+                    file=sys.stderr,
+                )
+            if tol is not None and n_iter_no_change is not None:
+                if record["loss"] < best - tol:
+                    best, stale = record["loss"], 0
+                else:
+                    stale += 1
+                    stop = stop or stale >= n_iter_no_change
+            if stop:
+                result.stopped_early = result.n_epochs < max_epochs
+                break
+    finally:
+        progress.close()
+        for module in modules:
+            module.eval()
+    return result

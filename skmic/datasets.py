@@ -1,0 +1,227 @@
+"""Readers for local copies of the benchmark datasets (no downloads).
+
+The files are never shipped with skmic: point ``data_home`` at a directory
+that holds ``mnist/``, ``usps/`` and ``pendigits/`` in their original formats
+(see the project's ``shared/data/README.md``). Without ``data_home`` the
+readers look at the environment variable ``SKMIC_DATA``, then at
+``../shared/data`` next to the source checkout. Everything read is verified
+(header, shape, value and label ranges) and a missing or damaged file is a
+clear error naming it.
+"""
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+from sklearn.utils import Bunch
+
+__all__ = ["get_data_home", "load_mnist", "load_pendigits", "load_usps"]
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing, truncated or not what it should be."""
+
+
+def get_data_home(data_home=None):
+    """The directory the dataset readers read from.
+
+    Parameters
+    ----------
+    data_home : str or path-like, optional
+        Used as is when given. Otherwise ``$SKMIC_DATA``, else
+        ``../shared/data`` beside the repository this package lives in (or
+        beside the current directory).
+
+    Returns
+    -------
+    Path
+    """
+    if data_home is not None:
+        return Path(data_home)
+    if os.environ.get("SKMIC_DATA"):
+        return Path(os.environ["SKMIC_DATA"])
+    candidates = [
+        Path(__file__).resolve().parent.parent.parent / "shared" / "data",
+        Path.cwd().parent / "shared" / "data",
+    ]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+def _require(path):
+    if not path.is_file():
+        raise DatasetError(
+            f"{path} not found. Pass data_home=... (or set SKMIC_DATA) to the "
+            "directory holding mnist/, usps/ and pendigits/."
+        )
+    return path
+
+
+def _read_idx(path, expected_magic):
+    """Read an unsigned-byte IDX file (gzip), checking its header and size."""
+    try:
+        with gzip.open(_require(path), "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as exc:
+        raise DatasetError(f"{path} is not a readable gzip file ({exc}).") from None
+    if len(data) < 8 or int.from_bytes(data[:4], "big") != expected_magic:
+        raise DatasetError(
+            f"{path}: bad IDX header (expected magic {expected_magic:#010x})."
+        )
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    offset = 4 + 4 * ndim
+    if len(data) - offset != int(np.prod(shape)):
+        raise DatasetError(
+            f"{path}: holds {len(data) - offset} bytes of data, its header says "
+            f"{shape} = {int(np.prod(shape))}; the file is truncated or damaged."
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
+
+
+def _check_labels(y, path, n_classes=10):
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise DatasetError(f"{path}: labels outside 0..{n_classes - 1}.")
+
+
+def _bunch(X, y, image_shape, name):
+    return Bunch(
+        data=X,
+        target=y,
+        image_shape=image_shape,
+        images=X.reshape((-1,) + tuple(s for s in image_shape if s != 1)) if image_shape else None,
+        DESCR=f"{name}: {X.shape[0]} samples, {X.shape[1]} features in [0, 1], 10 classes.",
+    )
+
+
+def _subsets(subset, loaders):
+    if subset not in ("train", "test", "all"):
+        raise ValueError(f"subset must be 'train', 'test' or 'all', got {subset!r}.")
+    parts = ["train", "test"] if subset == "all" else [subset]
+    pieces = [loaders[p]() for p in parts]
+    return np.concatenate([p[0] for p in pieces]), np.concatenate([p[1] for p in pieces])
+
+
+def _finish(X, y, return_X_y, image_shape, name):
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    y = y.astype(np.int64)
+    return (X, y) if return_X_y else _bunch(X, y, image_shape, name)
+
+
+def load_mnist(data_home=None, *, subset="test", return_X_y=False):
+    """MNIST handwritten digits, 28x28, from the original IDX gzip files.
+
+    Parameters
+    ----------
+    data_home : str or path-like, optional
+        Directory holding ``mnist/*-idx?-ubyte.gz`` (see :func:`get_data_home`).
+    subset : {"test", "train", "all"}, default="test"
+        10,000 test images, 60,000 training images, or all 70,000.
+    return_X_y : bool, default=False
+        Return ``(X, y)`` instead of a Bunch.
+
+    Returns
+    -------
+    data : Bunch or tuple
+        ``data`` (n, 784) float32 in [0, 1], ``target`` (n,) int64,
+        ``images`` (n, 28, 28), ``image_shape`` ``(1, 28, 28)``.
+    """
+    root = get_data_home(data_home) / "mnist"
+
+    def part(prefix):
+        def load():
+            X = _read_idx(root / f"{prefix}-images-idx3-ubyte.gz", 0x803)
+            ypath = root / f"{prefix}-labels-idx1-ubyte.gz"
+            y = _read_idx(ypath, 0x801)
+            if X.shape[1:] != (28, 28) or X.shape[0] != y.shape[0]:
+                raise DatasetError(f"{root}: {prefix} images {X.shape} do not match labels {y.shape}.")
+            _check_labels(y, ypath)
+            return X.reshape(len(X), -1) / np.float32(255), y
+
+        return load
+
+    X, y = _subsets(subset, {"train": part("train"), "test": part("t10k")})
+    return _finish(X, y, return_X_y, (1, 28, 28), "MNIST")
+
+
+def load_usps(data_home=None, *, subset="all", return_X_y=False):
+    """USPS handwritten digits, 16x16, from ``usps/usps.h5`` (needs h5py).
+
+    Parameters
+    ----------
+    data_home : str or path-like, optional
+    subset : {"all", "train", "test"}, default="all"
+        Deep-clustering papers use all 9,298 images.
+    return_X_y : bool, default=False
+
+    Returns
+    -------
+    data : Bunch or tuple
+        ``data`` (n, 256) float32 in [0, 1], ``target`` int64,
+        ``image_shape`` ``(1, 16, 16)``.
+    """
+    path = _require(get_data_home(data_home) / "usps" / "usps.h5")
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError(
+            "load_usps needs h5py: pip install h5py (or skmic[bench])."
+        ) from None
+
+    def part(name):
+        def load():
+            try:
+                with h5py.File(path, "r") as f:
+                    X = np.asarray(f[f"{name}/data"], dtype=np.float32)
+                    y = np.asarray(f[f"{name}/target"])
+            except (OSError, KeyError) as exc:
+                raise DatasetError(f"{path} is unreadable or incomplete ({exc}).") from None
+            if X.ndim != 2 or X.shape[1] != 256 or X.shape[0] != y.shape[0]:
+                raise DatasetError(f"{path}: {name} data {X.shape} / target {y.shape} are not USPS.")
+            if X.min() < 0 or X.max() > 1:
+                raise DatasetError(f"{path}: {name} values outside [0, 1].")
+            _check_labels(y, path)
+            return X, y
+
+        return load
+
+    X, y = _subsets(subset, {"train": part("train"), "test": part("test")})
+    return _finish(X, y, return_X_y, (1, 16, 16), "USPS")
+
+
+def load_pendigits(data_home=None, *, subset="all", return_X_y=False):
+    """UCI pen-based digits: 16 pen coordinates in 0..100, scaled to [0, 1].
+
+    Parameters
+    ----------
+    data_home : str or path-like, optional
+    subset : {"all", "train", "test"}, default="all"
+        7,494 + 3,498 = 10,992 samples.
+    return_X_y : bool, default=False
+
+    Returns
+    -------
+    data : Bunch or tuple
+        ``data`` (n, 16) float32 in [0, 1], ``target`` int64.
+    """
+    root = get_data_home(data_home) / "pendigits"
+
+    def part(ext):
+        def load():
+            path = _require(root / f"pendigits.{ext}")
+            try:
+                table = np.loadtxt(path, delimiter=",", dtype=np.int64, ndmin=2)
+            except ValueError as exc:
+                raise DatasetError(f"{path} is not a pendigits CSV ({exc}).") from None
+            if table.shape[1] != 17 or table.shape[0] == 0:
+                raise DatasetError(f"{path}: expected rows of 17 integers, got shape {table.shape}.")
+            X, y = table[:, :16], table[:, 16]
+            if X.min() < 0 or X.max() > 100:
+                raise DatasetError(f"{path}: features outside 0..100.")
+            _check_labels(y, path)
+            return X / np.float32(100), y
+
+        return load
+
+    X, y = _subsets(subset, {"train": part("tra"), "test": part("tes")})
+    return _finish(X, y, return_X_y, None, "pendigits")

@@ -1,0 +1,400 @@
+"""k-means in torch: greedy k-means++, Lloyd iterations, all restarts at once.
+
+The ``n_init`` restarts are run *together*: the centres of every restart are
+stacked into one ``(n_init * k, d)`` matrix, so each Lloyd iteration reads the
+data once for all restarts (one matrix product for the distances, one for the
+centre sums). A restart that has converged drops out of the active set.
+Distances are computed in row chunks whose size bounds the memory in use.
+
+:func:`kmeans` works on tensors and is what DEC uses for its initialisation
+on the device; :class:`KMeansBaseline` is the scikit-learn estimator.
+"""
+
+import math
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
+
+from ._base import BaseTorchEstimator, Interval, StrOptions
+
+__all__ = ["KMeansBaseline", "kmeans"]
+
+#: upper bound on the elements of one chunk of the (rows x centres) distance
+#: matrix; bounds the extra memory of distance computations (~64 MB in fp32).
+_CHUNK_ELEMENTS = 1 << 24
+
+
+def _row_chunks(n_rows, n_cols):
+    step = max(1, _CHUNK_ELEMENTS // max(1, n_cols))
+    return [(s, min(s + step, n_rows)) for s in range(0, n_rows, step)]
+
+
+def _sq_dist_min(X, x_sq, centers):
+    """Nearest centre and its squared distance for every row of ``X``.
+
+    Parameters
+    ----------
+    X : Tensor (n, d)
+    x_sq : Tensor (n,)
+        Squared row norms of ``X``.
+    centers : Tensor (r, k, d)
+        ``r`` independent sets of ``k`` centres.
+
+    Returns
+    -------
+    dist : Tensor (n, r)
+        Squared distance to the nearest centre of each set (clamped at 0).
+    labels : LongTensor (n, r)
+    """
+    r, k, d = centers.shape
+    flat = centers.reshape(r * k, d)
+    c_sq = (flat * flat).sum(1)
+    dist = torch.empty(X.shape[0], r, dtype=X.dtype, device=X.device)
+    labels = torch.empty(X.shape[0], r, dtype=torch.long, device=X.device)
+    for s, e in _row_chunks(X.shape[0], r * k):
+        block = torch.addmm(c_sq, X[s:e], flat.T, alpha=-2.0)
+        block += x_sq[s:e, None]
+        best, arg = block.view(e - s, r, k).min(dim=2)
+        dist[s:e] = best.clamp_min_(0)
+        labels[s:e] = arg
+    return dist, labels
+
+
+def _sq_dist(X, x_sq, points):
+    """Squared distances (n, m) between rows of ``X`` and ``points`` (m, d)."""
+    out = torch.addmm((points * points).sum(1), X, points.T, alpha=-2.0)
+    out += x_sq[:, None]
+    return out.clamp_min_(0)
+
+
+def _kmeans_plusplus(X, x_sq, n_clusters, n_init, generator):
+    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007), ``n_init`` at once.
+
+    At each step ``2 + ln(k)`` candidates are drawn with probability
+    proportional to the squared distance to the nearest chosen centre, and
+    the one that lowers the potential most is kept (scikit-learn's variant).
+    """
+    n, d = X.shape
+    trials = 2 + int(math.log(n_clusters))
+    centers = torch.empty(n_init, n_clusters, d, dtype=X.dtype, device=X.device)
+    first = torch.randint(n, (n_init,), generator=generator, device=X.device)
+    centers[:, 0] = X[first]
+    closest = _sq_dist(X, x_sq, centers[:, 0])  # (n, r)
+    for c in range(1, n_clusters):
+        potential = closest.sum(0)  # (r,)
+        cumulative = closest.double().cumsum(0)  # (n, r)
+        draws = torch.rand(n_init, trials, generator=generator, device=X.device, dtype=torch.float64)
+        draws = draws * potential.double()[:, None]
+        candidates = torch.searchsorted(cumulative.T.contiguous(), draws).clamp_max_(n - 1)
+        cand_points = X[candidates.reshape(-1)]  # (r * trials, d)
+        cand_dist = _sq_dist(X, x_sq, cand_points).view(n, n_init, trials)
+        cand_dist = torch.minimum(cand_dist, closest[:, :, None])
+        best = cand_dist.sum(0).argmin(1)  # (r,)
+        runs = torch.arange(n_init, device=X.device)
+        centers[:, c] = cand_points.view(n_init, trials, d)[runs, best]
+        closest = cand_dist[:, runs, best]
+    return centers
+
+
+def _centre_sums(X, labels, n_init, n_clusters):
+    """Per-cluster sums (r, k, d) and counts (r, k) through one-hot products."""
+    n, d = X.shape
+    sums = torch.zeros(n_init * n_clusters, d, dtype=X.dtype, device=X.device)
+    offsets = torch.arange(n_init, device=X.device) * n_clusters
+    flat = labels + offsets  # (n, r) ids into the stacked centres
+    for s, e in _row_chunks(n, n_init * n_clusters):
+        onehot = torch.zeros(e - s, n_init * n_clusters, dtype=X.dtype, device=X.device)
+        onehot.scatter_(1, flat[s:e], 1.0)
+        sums.addmm_(onehot.T, X[s:e])
+    counts = torch.bincount(flat.reshape(-1), minlength=n_init * n_clusters)
+    return sums.view(n_init, n_clusters, d), counts.view(n_init, n_clusters)
+
+
+def _relocate_empty(X, centers, counts, dist):
+    """Move the centres of empty clusters onto the points farthest from theirs."""
+    for r in torch.nonzero(counts.min(1).values == 0).flatten().tolist():
+        empty = torch.nonzero(counts[r] == 0).flatten()
+        far = torch.topk(dist[:, r], len(empty)).indices
+        centers[r, empty] = X[far]
+
+
+def kmeans(X, n_clusters, *, n_init=10, max_iter=300, tol=1e-4, init="k-means++", generator=None):
+    """k-means on a tensor, on the tensor's device, with ``n_init`` restarts.
+
+    Parameters
+    ----------
+    X : Tensor of shape (n_samples, n_features)
+        Float32 or float64; computations keep its dtype and device.
+    n_clusters : int
+    n_init : int, default=10
+        Independent restarts, run together; the one of lowest inertia wins.
+    max_iter : int, default=300
+        Lloyd iterations per restart.
+    tol : float, default=1e-4
+        Convergence when the squared shift of the centres falls below
+        ``tol`` times the mean per-feature variance (scikit-learn's rule), or
+        when no label changes.
+    init : {"k-means++", "random"} or Tensor of shape (n_clusters, n_features)
+        Seeding; an explicit tensor implies ``n_init=1``.
+    generator : torch.Generator, optional
+        On ``X.device``.
+
+    Returns
+    -------
+    centers : Tensor (n_clusters, n_features)
+    labels : LongTensor (n_samples,)
+    inertia : float
+        Sum of squared distances to the nearest centre.
+    n_iter : int
+        Lloyd iterations of the winning restart.
+    """
+    n, d = X.shape
+    mean = X.mean(0)
+    Xc = X - mean  # centring keeps the |x|^2 - 2 x.c + |c|^2 expansion accurate
+    x_sq = (Xc * Xc).sum(1)
+    if isinstance(init, torch.Tensor):
+        n_init = 1
+        centers = (init.to(Xc) - mean)[None].clone()
+    elif init == "random":
+        idx = torch.stack([torch.randperm(n, generator=generator, device=X.device)[:n_clusters] for _ in range(n_init)])
+        centers = Xc[idx]
+    else:
+        centers = _kmeans_plusplus(Xc, x_sq, n_clusters, n_init, generator)
+    tol_abs = tol * Xc.var(0, unbiased=False).mean()
+
+    n_iter = torch.zeros(n_init, dtype=torch.long)
+    active = torch.arange(n_init, device=X.device)
+    prev_labels = torch.full((n, n_init), -1, dtype=torch.long, device=X.device)
+    for it in range(max_iter):
+        sub = centers[active]
+        dist, labels = _sq_dist_min(Xc, x_sq, sub)
+        sums, counts = _centre_sums(Xc, labels, len(active), n_clusters)
+        new = sums / counts.clamp_min(1)[:, :, None].to(Xc.dtype)
+        keep_old = (counts == 0)[:, :, None]
+        new = torch.where(keep_old, sub, new)
+        if bool(keep_old.any()):
+            _relocate_empty(Xc, new, counts, dist)
+        shift = ((new - sub) ** 2).sum((1, 2))
+        same = (labels == prev_labels[:, active]).all(0)
+        centers[active] = new
+        prev_labels[:, active] = labels
+        n_iter[active.cpu()] = it + 1
+        done = same | (shift <= tol_abs)
+        active = active[~done]
+        if len(active) == 0:
+            break
+    # final assignment, consistent with the final centres
+    dist, labels = _sq_dist_min(Xc, x_sq, centers)
+    inertia = dist.double().sum(0)
+    best = int(inertia.argmin())
+    return (
+        centers[best] + mean,
+        labels[:, best].clone(),
+        float(inertia[best]),
+        int(n_iter[best]),
+    )
+
+
+def nearest(X, centers):
+    """Labels and squared distances of rows of ``X`` to the nearest centre."""
+    x_sq = (X * X).sum(1)
+    dist, labels = _sq_dist_min(X, x_sq, centers[None])
+    return labels[:, 0], dist[:, 0]
+
+
+class KMeansBaseline(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseTorchEstimator
+):
+    """k-means clustering in torch, on the GPU when one is present.
+
+    Greedy k-means++ seeding, ``n_init`` restarts (run simultaneously, so the
+    data is read once per iteration for all of them) and Lloyd iterations,
+    with the same convergence rule and attributes as
+    :class:`sklearn.cluster.KMeans`. Computations keep the input's float
+    dtype.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters.
+    init : {"k-means++", "random"} or array-like of shape (n_clusters, n_features), default="k-means++"
+        Seeding method, or explicit initial centres (then ``n_init`` is 1).
+    n_init : int, default=10
+        Restarts; the result of lowest inertia is kept.
+    max_iter : int, default=300
+        Maximum Lloyd iterations per restart.
+    tol : float, default=1e-4
+        Relative tolerance on the centre shift (in units of the mean
+        per-feature variance) that declares convergence.
+    device : str or torch.device, default="auto"
+        ``"auto"``: CUDA when available, else CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation.
+    verbose : int, default=0
+        Unused beyond API symmetry (k-means is fast); kept for consistency.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+    labels_ : ndarray of shape (n_samples,)
+    inertia_ : float
+        Sum of squared distances of the training samples to their centre.
+    n_iter_ : int
+        Lloyd iterations of the kept restart.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined when ``X`` has string column names.
+    device_ : torch.device
+
+    See Also
+    --------
+    sklearn.cluster.KMeans : The reference implementation (Cython, CPU).
+    DECClustering : Uses this k-means to initialise its centroids.
+
+    Notes
+    -----
+    Unlike scikit-learn's ``KMeans``, ``fit`` takes no ``sample_weight`` and
+    ``n_init`` defaults to 10 rather than ``"auto"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmic import KMeansBaseline
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]], dtype=float)
+    >>> km = KMeansBaseline(n_clusters=2, random_state=0, device="cpu").fit(X)
+    >>> sorted(km.cluster_centers_.tolist())
+    [[1.0, 2.0], [10.0, 2.0]]
+    >>> km.predict([[0.0, 0.0], [12.0, 3.0]]).tolist() == km.predict([[1, 2], [10, 2]]).tolist()
+    True
+    """
+
+    _parameter_constraints = {
+        **BaseTorchEstimator._parameter_constraints,
+        "n_clusters": [Interval(numbers.Integral, 1, None, closed="left")],
+        "init": [StrOptions({"k-means++", "random"}), "array-like"],
+        "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+    }
+    _min_samples = 1
+
+    def __init__(
+        self,
+        n_clusters=8,
+        *,
+        init="k-means++",
+        n_init=10,
+        max_iter=300,
+        tol=1e-4,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_fit_data(self, X):
+        if X.shape[0] < self.n_clusters:
+            raise ValueError(
+                f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}; "
+                "ask for fewer clusters or pass more samples."
+            )
+        if not isinstance(self.init, str):
+            init = np.asarray(self.init)
+            if init.shape != (self.n_clusters, X.shape[1]):
+                raise ValueError(
+                    f"init has shape {init.shape}, expected ({self.n_clusters}, "
+                    f"{X.shape[1]}) = (n_clusters, n_features)."
+                )
+            if not np.isfinite(init).all():
+                raise ValueError("init contains NaN or infinity.")
+
+    def _fit(self, X):
+        Xt = self._as_tensor(X)
+        generator = torch.Generator(self.device_).manual_seed(self._fit_seed())
+        init = self.init if isinstance(self.init, str) else torch.as_tensor(np.asarray(self.init))
+        centers, labels, inertia, n_iter = kmeans(
+            Xt,
+            self.n_clusters,
+            n_init=self.n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            init=init,
+            generator=generator,
+        )
+        self.cluster_centers_ = centers.cpu().numpy()
+        self.labels_ = labels.cpu().numpy()
+        self.inertia_ = inertia
+        self.n_iter_ = n_iter
+        self._n_features_out = self.n_clusters
+
+    def _tensors(self, X):
+        """Validated ``X`` and the centres, as tensors of X's dtype on ``device_``."""
+        X = self._as_tensor(self._check_fitted_input(X))
+        return X, torch.as_tensor(self.cluster_centers_, device=self.device_).to(X.dtype)
+
+    def _nearest(self, X):
+        labels, dist = nearest(*self._tensors(X))
+        return labels.cpu().numpy(), dist.double().cpu().numpy()
+
+    def predict(self, X):
+        """Index of the nearest centre of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return self._nearest(X)[0]
+
+    def fit_predict(self, X, y=None):
+        """Fit and return ``labels_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return self.fit(X).labels_
+
+    def transform(self, X):
+        """Euclidean distances of each sample to every centre.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        distances : ndarray of shape (n_samples, n_clusters)
+        """
+        return torch.cdist(*self._tensors(X)).cpu().numpy()
+
+    def score(self, X, y=None):
+        """Opposite of the inertia of ``X`` (higher is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        score : float
+        """
+        return -float(self._nearest(X)[1].sum())

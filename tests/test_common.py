@@ -1,0 +1,37 @@
+"""scikit-learn's estimator checks, over every public estimator of skmic."""
+
+import pytest
+from sklearn.utils.estimator_checks import (
+    check_dataframe_column_names_consistency,
+    check_param_validation,
+    parametrize_with_checks,
+)
+
+from skmic import KMeansBaseline
+
+
+def tiny_estimators():
+    """Every public estimator, configured small enough for the check suite."""
+    return [
+        KMeansBaseline(n_clusters=3, n_init=2, device="cpu", random_state=0),
+    ]
+
+
+# Expected failures, each with its reason. Empty means every check passes.
+EXPECTED_FAILURES = {}
+
+
+def expected_failed_checks(estimator):
+    return EXPECTED_FAILURES.get(type(estimator).__name__, {})
+
+
+@parametrize_with_checks(tiny_estimators(), expected_failed_checks=expected_failed_checks)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+# Checks that scikit-learn only runs on its own estimators.
+@pytest.mark.parametrize("estimator", tiny_estimators(), ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("check", [check_param_validation, check_dataframe_column_names_consistency], ids=lambda c: c.__name__)
+def test_sklearn_internal_checks(estimator, check):
+    check(type(estimator).__name__, estimator)
