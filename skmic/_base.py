@@ -24,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 __all__ = [
     "BaseTorchEstimator",
     "BaseDeepEstimator",
+    "check_image_shape",
     "Interval",
     "StrOptions",
     "fit_context",
@@ -37,6 +38,45 @@ fit_context = _fit_context(prefer_skip_nested_validation=True)
 #: Rows per forward pass at inference time (no gradients are kept, so this
 #: only bounds activation memory).
 INFERENCE_BATCH_SIZE = 4096
+
+
+def check_image_shape(image_shape, n_features):
+    """Normalise ``image_shape`` to ``(C, H, W)`` and check it against the data.
+
+    Parameters
+    ----------
+    image_shape : tuple of int or None
+        ``(C, H, W)`` or ``(H, W)`` (one channel); None means tabular data.
+    n_features : int
+        Columns of the flat input.
+
+    Returns
+    -------
+    tuple of int or None
+
+    Raises
+    ------
+    ValueError
+        If the shape is malformed or its product differs from ``n_features``.
+    """
+    if image_shape is None:
+        return None
+    shape = tuple(image_shape)
+    if len(shape) == 2:
+        shape = (1,) + shape
+    if len(shape) != 3 or not all(isinstance(s, numbers.Integral) and s > 0 for s in shape):
+        raise ValueError(
+            f"image_shape must be (channels, height, width) or (height, width) of "
+            f"positive ints, got {image_shape!r}."
+        )
+    shape = tuple(int(s) for s in shape)
+    if int(np.prod(shape)) != n_features:
+        raise ValueError(
+            f"image_shape={image_shape!r} holds {int(np.prod(shape))} values but X has "
+            f"{n_features} features per sample; pass the shape each row of X "
+            "was flattened from, or image_shape=None for tabular data."
+        )
+    return shape
 
 
 def resolve_device(device):

@@ -1,0 +1,1 @@
+"""Torch building blocks of skmic (no scikit-learn imports here)."""

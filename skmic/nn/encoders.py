@@ -1,0 +1,108 @@
+"""Encoders: an MLP for tabular data and a small VGG-like conv net for images.
+
+Both keep BatchNorm running statistics, so that in eval mode (``predict``)
+the output of a sample does not depend on the rest of its batch. Plain torch:
+nothing here knows about scikit-learn.
+"""
+
+from torch import nn
+
+__all__ = ["ConvEncoder", "MLP", "image_batch", "init_weights"]
+
+
+class MLP(nn.Sequential):
+    """Linear layers with BatchNorm and ReLU between them.
+
+    Parameters
+    ----------
+    in_features : int
+    hidden : sequence of int
+        Widths of the hidden layers (each Linear -> BatchNorm1d -> ReLU).
+    out_features : int or None
+        Width of a final plain Linear layer; ``None`` ends on the last
+        hidden layer's activation.
+    batchnorm : bool, default=True
+    """
+
+    def __init__(self, in_features, hidden, out_features=None, *, batchnorm=True):
+        layers = []
+        width = in_features
+        for h in hidden:
+            layers.append(nn.Linear(width, h, bias=not batchnorm))
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(h))
+            layers.append(nn.ReLU(inplace=True))
+            width = h
+        if out_features is not None:
+            layers.append(nn.Linear(width, out_features))
+            width = out_features
+        super().__init__(*layers)
+        self.out_features = width
+
+
+class ConvEncoder(nn.Module):
+    """A small VGG-like conv net: (conv 3x3 -> BN -> ReLU [-> max-pool]) blocks.
+
+    Each block is followed by a 2x2 max-pool while the map is at least 4x4,
+    so 8x8 inputs (scikit-learn's digits) and 28x28 inputs (MNIST) both work.
+    After the blocks the map is flattened (``out_features``); the last map is
+    available from :meth:`feature_map` (Deep InfoMax's local features).
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        ``(channels, height, width)``.
+    channels : sequence of int, default=(32, 64, 128)
+        Width of each conv block.
+    pool_last : bool, default=False
+        Whether the last block may pool too.
+    """
+
+    def __init__(self, image_shape, channels=(32, 64, 128), *, pool_last=False):
+        super().__init__()
+        c, h, w = image_shape
+        self.image_shape = tuple(image_shape)
+        blocks = []
+        for i, width in enumerate(channels):
+            blocks += [
+                nn.Conv2d(c, width, 3, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
+            if min(h, w) >= 4 and (pool_last or i < len(channels) - 1):
+                blocks.append(nn.MaxPool2d(2))
+                h, w = h // 2, w // 2
+            c = width
+        self.blocks = nn.Sequential(*blocks)
+        self.map_shape = (c, h, w)
+        self.out_features = c * h * w
+
+    def feature_map(self, x):
+        """The last conv map, shape (n, *map_shape), of flat or image input."""
+        return self.blocks(x.reshape((-1,) + self.image_shape))
+
+    def forward(self, x):
+        return self.feature_map(x).flatten(1)
+
+
+def init_weights(module, linear_std=None):
+    """Kaiming-normal convs; linear layers N(0, linear_std) if given.
+
+    IIC's reference initialises convolutions with Kaiming's rule and linear
+    layers with N(0, 0.01); torch's defaults are kept when ``linear_std`` is
+    None.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.Linear) and linear_std is not None:
+            nn.init.normal_(m.weight, 0.0, linear_std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return module
+
+
+def image_batch(x, image_shape):
+    """View a flat batch (n, C*H*W) as images (n, C, H, W)."""
+    return x.reshape((x.shape[0],) + tuple(image_shape))
+
