@@ -1,0 +1,224 @@
+"""The benchmark harness: estimators x datasets x seeds -> a results table.
+
+Each run fits a fresh estimator (``fit_predict``), times it, and scores the
+labels with Hungarian accuracy (ACC), NMI and ARI. The table reports the
+median and the spread (min-max) over seeds and is written as Markdown and
+JSON under ``benchmarks/results/``. Estimators and datasets are registered by
+name, so ``benchmarks/run.py`` and ``skmic benchmark`` can name them.
+"""
+
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from .metrics import cluster_accuracy
+
+__all__ = ["DATASETS", "ESTIMATORS", "load_dataset", "run_benchmark", "format_table"]
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return (X / 16.0).astype(np.float32), y, (1, 8, 8)
+
+
+def _sklearn_table(loader, scale):
+    def load():
+        from sklearn.preprocessing import StandardScaler
+
+        X, y = loader(return_X_y=True)
+        X = StandardScaler().fit_transform(X) if scale else X
+        return X.astype(np.float32), y, None
+
+    return load
+
+
+def _shared(loader, **kwargs):
+    def load(data_home=None):
+        bunch = loader(data_home, **kwargs)
+        return bunch.data, bunch.target, bunch.image_shape
+
+    return load
+
+
+def _registry():
+    from sklearn import datasets as skd
+
+    from . import datasets as ours
+
+    return {
+        "digits": lambda data_home=None: _digits(),
+        "wine": lambda data_home=None: _sklearn_table(skd.load_wine, True)(),
+        "breast_cancer": lambda data_home=None: _sklearn_table(skd.load_breast_cancer, True)(),
+        "mnist-test": _shared(ours.load_mnist, subset="test"),
+        "mnist": _shared(ours.load_mnist, subset="all"),
+        "usps": _shared(ours.load_usps, subset="all"),
+        "pendigits": _shared(ours.load_pendigits, subset="all"),
+    }
+
+
+#: dataset name -> loader(data_home) -> (X float32, y, image_shape or None)
+DATASETS = _registry()
+
+
+def load_dataset(name, data_home=None):
+    """``(X, y, image_shape)`` of a registered dataset."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}.")
+    return DATASETS[name](data_home=data_home)
+
+
+def _n_classes(y):
+    return len(np.unique(y))
+
+
+def _kmeans(seed, image_shape, n_clusters):
+    from .kmeans import KMeansBaseline
+
+    return KMeansBaseline(n_clusters, n_init=10, random_state=seed)
+
+
+def _sklearn_kmeans(seed, image_shape, n_clusters):
+    from sklearn.cluster import KMeans
+
+    return KMeans(n_clusters, n_init=10, random_state=seed)
+
+
+#: estimator name -> factory(seed, image_shape, n_clusters) -> estimator
+ESTIMATORS = {
+    "kmeans": _kmeans,
+    "sklearn-kmeans": _sklearn_kmeans,
+}
+
+
+def run_benchmark(
+    estimators,
+    datasets,
+    seeds=(0, 1, 2),
+    *,
+    data_home=None,
+    params=None,
+    extra_metrics=None,
+    log=print,
+):
+    """Fit every estimator on every dataset with every seed.
+
+    Parameters
+    ----------
+    estimators : sequence of str
+        Names in :data:`ESTIMATORS`.
+    datasets : sequence of str
+        Names in :data:`DATASETS`.
+    seeds : sequence of int
+    data_home : str, optional
+        Directory of the local datasets (see :func:`skmic.datasets.get_data_home`).
+    params : dict, optional
+        ``set_params`` keyword arguments applied to every estimator.
+    extra_metrics : callable, optional
+        ``extra_metrics(estimator, X, y) -> dict`` of further columns.
+    log : callable
+        Receives one line per finished run.
+
+    Returns
+    -------
+    runs : list of dict
+        One record per (dataset, estimator, seed).
+    """
+    for name in estimators:
+        if name not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {name!r}; choose from {sorted(ESTIMATORS)}.")
+    runs = []
+    for dataset in datasets:
+        X, y, image_shape = load_dataset(dataset, data_home)
+        for name in estimators:
+            for seed in seeds:
+                est = ESTIMATORS[name](seed, image_shape, _n_classes(y))
+                if params:
+                    est.set_params(**params)
+                start = time.perf_counter()
+                labels = est.fit_predict(X)
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                elapsed = time.perf_counter() - start
+                record = {
+                    "dataset": dataset,
+                    "estimator": name,
+                    "seed": seed,
+                    "n_samples": int(X.shape[0]),
+                    "acc": cluster_accuracy(y, labels),
+                    "nmi": normalized_mutual_info_score(y, labels),
+                    "ari": adjusted_rand_score(y, labels),
+                    "fit_time_s": elapsed,
+                }
+                if hasattr(est, "inertia_"):
+                    record["inertia"] = float(est.inertia_)
+                if extra_metrics is not None:
+                    record.update(extra_metrics(est, X, y))
+                runs.append(record)
+                log(
+                    f"{dataset:>14} {name:>16} seed={seed} acc={record['acc']:.4f} "
+                    f"nmi={record['nmi']:.4f} ari={record['ari']:.4f} t={elapsed:.2f}s"
+                )
+    return runs
+
+
+def _summary(values):
+    med = statistics.median(values)
+    if len(values) == 1:
+        return f"{med:.4g}"
+    return f"{med:.4g} [{min(values):.4g}, {max(values):.4g}]"
+
+
+def format_table(runs, columns=None):
+    """Markdown table: median [min, max] over seeds per (dataset, estimator)."""
+    columns = columns or [c for c in ("acc", "nmi", "ari", "fit_time_s", "inertia") if any(c in r for r in runs)]
+    extra = sorted({k for r in runs for k in r} - set(columns) - {"dataset", "estimator", "seed", "n_samples"})
+    columns = columns + [c for c in extra if all(isinstance(r.get(c), (int, float)) for r in runs if c in r)]
+    groups = {}
+    for r in runs:
+        groups.setdefault((r["dataset"], r["estimator"]), []).append(r)
+    lines = [
+        "| dataset | estimator | seeds | " + " | ".join(columns) + " |",
+        "|---|---|---|" + "---|" * len(columns),
+    ]
+    for (dataset, name), rs in groups.items():
+        cells = [_summary([r[c] for r in rs if c in r]) if any(c in r for r in rs) else "" for c in columns]
+        lines.append(f"| {dataset} | {name} | {len(rs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def environment():
+    """A one-line description of where the benchmark ran."""
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU only"
+    return (
+        f"python {platform.python_version()}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), {platform.processor() or platform.machine()}, "
+        f"{device}"
+    )
+
+
+def save_results(runs, name, out_dir="benchmarks/results", command=None, notes=""):
+    """Write ``<name>.md`` (table, command, environment) and ``<name>.json``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    command = command or " ".join(sys.argv)
+    table = format_table(runs)
+    text = (
+        f"# {name}\n\nCommand: `{command}`\n\nEnvironment: {environment()}\n\n"
+        f"Median [min, max] over seeds.\n\n{table}\n"
+    )
+    if notes:
+        text += f"\n{notes}\n"
+    (out / f"{name}.md").write_text(text)
+    (out / f"{name}.json").write_text(
+        json.dumps({"command": command, "environment": environment(), "runs": runs}, indent=1)
+    )
+    return table
