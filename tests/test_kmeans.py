@@ -1,0 +1,81 @@
+"""KMeansBaseline against scikit-learn's KMeans and against its own definition."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import KMeans
+
+from skmic import KMeansBaseline
+from skmic import kmeans as km_module
+from skmic.kmeans import kmeans
+
+
+def test_matches_sklearn_inertia_on_digits(digits):
+    X, _ = digits
+    ours = KMeansBaseline(10, n_init=10, device="cpu", random_state=0).fit(X)
+    ref = KMeans(10, n_init=10, random_state=0).fit(X)
+    assert ours.inertia_ <= ref.inertia_ * 1.005
+    # inertia_ is the definition: sum of squared distances to the assigned centre
+    d = ((X - ours.cluster_centers_[ours.labels_]) ** 2).sum()
+    assert ours.inertia_ == pytest.approx(d, rel=1e-9)
+    np.testing.assert_array_equal(ours.predict(X), ours.labels_)
+    assert ours.score(X) == pytest.approx(-ours.inertia_)
+
+
+def test_centres_are_means_of_their_clusters(blobs):
+    X, _ = blobs
+    km = KMeansBaseline(3, device="cpu", random_state=0).fit(X)
+    for k in range(3):
+        np.testing.assert_allclose(km.cluster_centers_[k], X[km.labels_ == k].mean(0), rtol=1e-10)
+
+
+def test_transform_is_distances(blobs):
+    X, _ = blobs
+    km = KMeansBaseline(3, device="cpu", random_state=0).fit(X)
+    expected = np.linalg.norm(X[:, None] - km.cluster_centers_[None], axis=2)
+    np.testing.assert_allclose(km.transform(X), expected, rtol=1e-9)
+
+
+def test_float32_is_kept(blobs):
+    X, _ = blobs
+    km = KMeansBaseline(3, device="cpu", random_state=0).fit(X.astype(np.float32))
+    assert km.cluster_centers_.dtype == np.float32
+
+
+def test_chunked_distances_equal_unchunked(monkeypatch, digits):
+    X, _ = digits
+    full = KMeansBaseline(10, n_init=3, device="cpu", random_state=1).fit(X)
+    monkeypatch.setattr(km_module, "_CHUNK_ELEMENTS", 97)  # many small chunks
+    chunked = KMeansBaseline(10, n_init=3, device="cpu", random_state=1).fit(X)
+    np.testing.assert_array_equal(full.labels_, chunked.labels_)
+    assert full.inertia_ == pytest.approx(chunked.inertia_, rel=1e-12)
+
+
+def test_explicit_init_and_random_init(blobs):
+    X, y = blobs
+    init = np.stack([X[y == k].mean(0) for k in range(3)])
+    km = KMeansBaseline(3, init=init, device="cpu").fit(X)
+    assert km.n_iter_ <= 2
+    with pytest.raises(ValueError, match="expected"):
+        KMeansBaseline(3, init=init[:2], device="cpu").fit(X)
+    km = KMeansBaseline(3, init="random", n_init=5, device="cpu", random_state=0).fit(X)
+    assert len(np.unique(km.labels_)) == 3
+
+
+def test_empty_clusters_are_relocated():
+    # duplicated points: k-means++ cannot give distinct seeds; 'random' init
+    # starts with coinciding centres, so some clusters start empty
+    X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0], [9.0, 0.0]]), 10, axis=0)
+    X += np.random.default_rng(0).normal(scale=0.01, size=X.shape)
+    init = np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    km = KMeansBaseline(3, init=init, device="cpu").fit(X)
+    assert len(np.unique(km.labels_)) == 3
+
+
+def test_tensor_api_stays_on_device_and_dtype():
+    X = torch.randn(200, 5, dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    centers, labels, inertia, n_iter = kmeans(X, 4, n_init=3, generator=g)
+    assert centers.dtype == torch.float32 and centers.shape == (4, 5)
+    assert labels.dtype == torch.long and labels.shape == (200,)
+    assert inertia > 0 and n_iter >= 1
