@@ -294,6 +294,15 @@ class BaseTorchEstimator(BaseEstimator):
     def _fit(self, X):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _make_generator(self):
+        """A :class:`torch.Generator` on ``device_`` seeded from this fit's seed.
+
+        Only meaningful inside ``_fit`` (where torch has been seeded from
+        ``random_state``); each call returns a fresh generator in the same
+        state, so independent streams should come from one generator.
+        """
+        return torch.Generator(self.device_).manual_seed(torch.initial_seed())
+
     # --------------------------------------------------------------- inference
     def _as_tensor(self, X):
         """A copy of a validated NumPy array on ``device_``, dtype kept."""
@@ -315,9 +324,7 @@ class BaseTorchEstimator(BaseEstimator):
         outputs = []
         with torch.no_grad():
             for start in range(0, X.shape[0], batch_size):
-                batch = torch.as_tensor(
-                    X[start : start + batch_size], device=self.device_
-                ).to(dtype)
+                batch = torch.tensor(X[start : start + batch_size], dtype=dtype, device=self.device_)
                 outputs.append(fn(batch))
         if isinstance(outputs[0], tuple):
             return tuple(torch.cat(parts).cpu().numpy() for parts in zip(*outputs))

@@ -319,7 +319,7 @@ class KMeansBaseline(
 
     def _fit(self, X):
         Xt = self._as_tensor(X)
-        generator = torch.Generator(self.device_).manual_seed(self._fit_seed())
+        generator = self._make_generator()
         init = self.init if isinstance(self.init, str) else torch.as_tensor(np.asarray(self.init))
         centers, labels, inertia, n_iter = kmeans(
             Xt,

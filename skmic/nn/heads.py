@@ -1,0 +1,45 @@
+"""IIC's clustering heads and the network that carries them."""
+
+from torch import nn
+
+__all__ = ["ClusterHeads", "IICNet"]
+
+#: standard deviation of the heads' initial weights (IIC's reference: 0.01);
+#: None keeps torch's default initialisation
+HEAD_INIT_STD = 0.01
+
+
+class ClusterHeads(nn.Module):
+    """``n_heads`` independent softmax sub-heads over ``n_clusters``.
+
+    All sub-heads are one Linear layer reshaped to (n, n_heads, n_clusters),
+    so they are evaluated together. Weights start from N(0, 0.01) as in the
+    IIC reference code.
+    """
+
+    def __init__(self, in_features, n_clusters, n_heads):
+        super().__init__()
+        self.n_clusters = n_clusters
+        self.n_heads = n_heads
+        self.linear = nn.Linear(in_features, n_clusters * n_heads)
+        if HEAD_INIT_STD is not None:
+            nn.init.normal_(self.linear.weight, 0.0, HEAD_INIT_STD)
+            nn.init.zeros_(self.linear.bias)
+
+    def forward(self, h):
+        logits = self.linear(h).view(-1, self.n_heads, self.n_clusters)
+        return logits.softmax(-1)
+
+
+class IICNet(nn.Module):
+    """A trunk with the main heads and an optional over-clustering head."""
+
+    def __init__(self, trunk, n_clusters, n_heads, overclustering=0):
+        super().__init__()
+        self.trunk = trunk
+        self.main = ClusterHeads(trunk.out_features, n_clusters, n_heads)
+        self.over = ClusterHeads(trunk.out_features, overclustering, n_heads) if overclustering else None
+
+    def forward(self, x):
+        """Trunk features of ``x``."""
+        return self.trunk(x)

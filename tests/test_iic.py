@@ -1,0 +1,123 @@
+"""IICClustering end to end, on tiny networks and small data."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skmic import IICClustering
+from skmic.metrics import cluster_accuracy, cluster_accuracy_scorer
+
+
+def tiny(**kw):
+    params = dict(n_init=1, max_epochs=8, n_heads=2, hidden_layer_sizes=(32,), conv_channels=(8, 16), batch_size=32, learning_rate=1e-2, device="cpu", random_state=0)
+    params.update(kw)
+    return IICClustering(**params)
+
+
+def test_separates_blobs(blobs):
+    X, y = blobs
+    iic = tiny(n_clusters=3, max_epochs=30).fit(X)
+    assert cluster_accuracy(y, iic.labels_) > 0.95
+    assert iic.predict_proba(X).shape == (len(X), 3)
+    np.testing.assert_allclose(iic.predict_proba(X).sum(1), 1, rtol=1e-6)
+    np.testing.assert_array_equal(iic.predict(X), iic.labels_)
+    assert iic.head_losses_.shape == (2,) and iic.best_head_ == int(np.argmin(iic.head_losses_))
+    assert 0 < iic.score(X) <= np.log(3) + 1e-9
+    assert iic.score(X) == iic.score(X)  # deterministic
+    assert len(iic.history_) == iic.n_iter_ == 30
+
+
+def test_images_with_conv_encoder(digits):
+    X, y = digits
+    X, y = X[:300], y[:300]
+    iic = tiny(n_clusters=10, image_shape=(8, 8), max_epochs=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # 2 epochs may not use every cluster
+        iic.fit(X)
+    assert iic.transform(X).shape == (300, iic.network_.trunk.out_features)
+    assert iic.image_shape_ == (1, 8, 8)
+    assert {"loss_main", "loss_over"} <= set(iic.history_[0])
+
+
+def test_reproducible_and_restarts_keep_the_lowest_loss(blobs):
+    X, _ = blobs
+    a = tiny(n_clusters=3, n_init=3).fit(X)
+    b = tiny(n_clusters=3, n_init=3).fit(X)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert a.restart_losses_.shape == (3,)
+    assert a.head_losses_.min() == pytest.approx(a.restart_losses_.min())
+
+
+def test_joint_head_training_and_no_overclustering(blobs):
+    X, y = blobs
+    for kw in (dict(head_training="joint"), dict(overclustering=0)):
+        iic = tiny(n_clusters=3, max_epochs=20, **kw).fit(X)
+        assert cluster_accuracy(y, iic.labels_) > 0.9
+        assert iic.network_.over is None if kw.get("overclustering") == 0 else iic.network_.over is not None
+
+
+def test_user_perturbation_callable(blobs):
+    X, y = blobs
+    seen = []
+
+    def jitter(x, generator):
+        seen.append(x.shape)
+        return x + 0.1 * x.std(0) * __import__("torch").randn(x.shape, generator=generator)
+
+    iic = tiny(n_clusters=3, perturbation=jitter, max_epochs=3).fit(X)
+    assert seen and iic.labels_.shape == (len(X),)
+    with pytest.raises(ValueError, match="shape"):
+        tiny(n_clusters=3, perturbation=lambda x, g: x[:, :1]).fit(X)
+
+
+def test_bad_parameters_and_data(blobs):
+    X, _ = blobs
+    with pytest.raises(ValueError, match="holds 64 values but X has 4"):
+        tiny(image_shape=(8, 8)).fit(X)
+    with pytest.raises(ValueError, match="n_clusters=500 is larger than n_samples=120"):
+        tiny(n_clusters=500).fit(X)
+    with pytest.raises(ValueError, match="overclustering=999"):
+        tiny(n_clusters=3, overclustering=999).fit(X)
+    with pytest.raises(ValueError, match="image_shape"):
+        tiny(perturbation="affine").fit(X)
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        tiny(hidden_layer_sizes=(0,)).fit(X)
+    Xnan = X.copy()
+    Xnan[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        tiny().fit(Xnan)
+
+
+def test_collapse_warning():
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    with pytest.warns(UserWarning, match="uses only"):
+        tiny(n_clusters=20, max_epochs=1, n_repeats=1).fit(X)
+
+
+def test_pickle_clone_pipeline_and_grid_search(blobs):
+    X, y = blobs
+    X = X * [1, 100, 0.01, 1]  # badly scaled features: the scaler matters
+    pipe = make_pipeline(StandardScaler(), tiny(n_clusters=3, max_epochs=15)).fit(X)
+    assert cluster_accuracy(y, pipe.predict(X)) > 0.9
+    again = pickle.loads(pickle.dumps(pipe))
+    np.testing.assert_array_equal(again.predict(X), pipe.predict(X))
+    np.testing.assert_array_equal(clone(pipe).fit(X).predict(X), pipe.predict(X))
+    search = GridSearchCV(tiny(max_epochs=30), {"n_clusters": [2, 3]}, scoring=cluster_accuracy_scorer, cv=2)
+    search.fit(X / X.std(0), y)
+    assert search.best_params_ == {"n_clusters": 3}
+
+
+def test_dataframe_input(blobs):
+    X, _ = blobs
+    df = pd.DataFrame(X, columns=list("abcd"))
+    iic = tiny(n_clusters=3, max_epochs=2).fit(df)
+    assert list(iic.feature_names_in_) == list("abcd")
+    out = iic.set_output(transform="pandas").transform(df)
+    assert isinstance(out, pd.DataFrame) and out.shape[0] == len(df)

@@ -1,0 +1,89 @@
+"""Perturbations keep shape, dtype and device, change the input, follow the seed."""
+
+import numpy as np
+import pytest
+import torch
+
+from skmic.perturbations import (
+    Compose,
+    ImagePerturbation,
+    TabularPerturbation,
+    check_perturbation,
+    make_perturbation,
+)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize(
+    "g, x",
+    [
+        (ImagePerturbation((1, 8, 8)), torch.rand(6, 64)),
+        (ImagePerturbation((3, 5, 7), hflip=True, vflip=True), torch.rand(4, 105)),
+        (TabularPerturbation(), torch.rand(9, 4)),
+        (Compose([TabularPerturbation(noise=0.5), TabularPerturbation(corruption=0.5)]), torch.rand(9, 4)),
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_shape_dtype_seed_and_change(g, x, dtype):
+    x = x.to(dtype)
+    before = x.clone()
+    a, b, c = g(x, gen(0)), g(x, gen(0)), g(x, gen(1))
+    assert a.shape == x.shape and a.dtype == dtype and a.device == x.device
+    torch.testing.assert_close(a, b)  # reproducible from the seed
+    assert not torch.allclose(a, c)  # another seed, another draw
+    assert not torch.allclose(a, x)  # it does change the input
+    torch.testing.assert_close(x, before)  # and leaves the input alone
+
+
+def test_identity_settings_give_identity():
+    g = ImagePerturbation((1, 6, 6), rotation=0, scale=1.0, shear=0, translate=0, crop=None, brightness=0, contrast=0, noise=0)
+    x = torch.rand(3, 36)
+    torch.testing.assert_close(g(x, gen()), x, atol=1e-5, rtol=0)
+
+
+def test_rotation_by_180_degrees_flips_the_image():
+    g = ImagePerturbation((1, 4, 4), rotation=180, p_rotation=1, scale=1.0, shear=0, translate=0, crop=None, brightness=0, contrast=0, noise=0)
+    g.affine_matrices = lambda n, generator, device, dtype: torch.tensor([[[-1.0, 0, 0], [0, -1.0, 0]]]).repeat(n, 1, 1)
+    x = torch.arange(16.0).view(1, 16)
+    torch.testing.assert_close(g(x, gen()).view(4, 4), x.view(4, 4).flip(0).flip(1))
+
+
+def test_affine_matrices_respect_the_ranges():
+    g = ImagePerturbation((1, 8, 8), rotation=0, shear=0, scale=(2.0, 2.0), crop=None, translate=0)
+    theta = g.affine_matrices(5, gen(), "cpu")
+    torch.testing.assert_close(theta[:, :, :2], torch.eye(2).repeat(5, 1, 1) / 2)
+
+
+def test_marginal_corruption_draws_values_of_the_same_feature():
+    x = torch.arange(40.0).view(10, 4)  # column j holds values = j (mod 4)
+    out = TabularPerturbation(noise=0, corruption=1.0)(x, gen())
+    assert ((out % 4) == torch.arange(4.0)).all()
+    assert not torch.equal(out, x)
+
+
+def test_make_perturbation_names_callables_and_errors():
+    assert isinstance(make_perturbation("auto", (1, 8, 8)), ImagePerturbation)
+    assert isinstance(make_perturbation("auto", None), TabularPerturbation)
+    assert isinstance(make_perturbation(["affine", "tabular"], (1, 8, 8)), Compose)
+
+    def mine(x, generator):
+        return x + 1
+
+    assert make_perturbation(mine) is mine
+    with pytest.raises(ValueError, match="image_shape"):
+        make_perturbation("affine", None)
+    with pytest.raises(TypeError, match="perturbation must be"):
+        make_perturbation(3)
+
+
+def test_check_perturbation_rejects_bad_outputs():
+    x = torch.rand(4, 3)
+    with pytest.raises(ValueError, match="shape"):
+        check_perturbation(lambda x, g: x[:, :2], x, gen())
+    with pytest.raises(ValueError, match="dtype"):
+        check_perturbation(lambda x, g: x.double(), x, gen())
+    with pytest.raises(ValueError, match="failed"):
+        check_perturbation(lambda x: x, x, gen())
