@@ -37,6 +37,31 @@ GRIDS = {
         "repeats3": dict(n_repeats=3),
         "lamb1.5": dict(lamb=1.5),
     },
+    "digits2": {
+        "c85d": dict(_head_std=None, _perturbation=dict(crop=(0.85, 1.0))),
+        "c80d": dict(_head_std=None, _perturbation=dict(crop=(0.8, 1.0))),
+        "c75d": dict(_head_std=None, _perturbation=dict(crop=(0.75, 1.0))),
+        "c85d-noise.2": dict(_head_std=None, _perturbation=dict(crop=(0.85, 1.0), noise=0.2)),
+        "c85d-rot15": dict(_head_std=None, _perturbation=dict(crop=(0.85, 1.0), rotation=15)),
+        "c85d-trans0": dict(_head_std=None, _perturbation=dict(crop=(0.85, 1.0), translate=0.0)),
+        "c85d-over100": dict(_head_std=None, overclustering=100, _perturbation=dict(crop=(0.85, 1.0))),
+        "c85d-heads10": dict(_head_std=None, n_heads=10, _perturbation=dict(crop=(0.85, 1.0))),
+        "c85d-alternate": dict(_head_std=None, head_training="alternate", _perturbation=dict(crop=(0.85, 1.0))),
+        "c85d-bs32": dict(_head_std=None, batch_size=32, _perturbation=dict(crop=(0.85, 1.0))),
+        "c85d-lr2e-3": dict(_head_std=None, learning_rate=2e-3, _perturbation=dict(crop=(0.85, 1.0))),
+        "c85-bs32": dict(batch_size=32, _perturbation=dict(crop=(0.85, 1.0))),
+    },
+    "digits3": {
+        "o100-c85d": dict(_head_std=None, overclustering=100, _perturbation=dict(crop=(0.85, 1.0))),
+        "o100-c85-bs32": dict(overclustering=100, batch_size=32, _perturbation=dict(crop=(0.85, 1.0))),
+        "o100-c85d-bs32": dict(_head_std=None, overclustering=100, batch_size=32, _perturbation=dict(crop=(0.85, 1.0))),
+        "o200-c85d": dict(_head_std=None, overclustering=200, _perturbation=dict(crop=(0.85, 1.0))),
+        "o100-c85d-lr2e-3": dict(_head_std=None, overclustering=100, learning_rate=2e-3, _perturbation=dict(crop=(0.85, 1.0))),
+        "o100-c85d-noise.2": dict(_head_std=None, overclustering=100, _perturbation=dict(crop=(0.85, 1.0), noise=0.2)),
+        "o100-c75d": dict(_head_std=None, overclustering=100, _perturbation=dict(crop=(0.75, 1.0))),
+        "o100-c85d-heads10": dict(_head_std=None, overclustering=100, n_heads=10, _perturbation=dict(crop=(0.85, 1.0))),
+        "o100-c85d-rot15": dict(_head_std=None, overclustering=100, _perturbation=dict(crop=(0.85, 1.0), rotation=15)),
+    },
 }
 
 
@@ -45,6 +70,7 @@ def run_one(job):
     import torch
 
     torch.set_num_threads(job["threads"])
+    import skmic._training as _training
     import skmic.iic as iic_module
     import skmic.nn.heads as heads
     from skmic import IICClustering
@@ -54,13 +80,12 @@ def run_one(job):
 
     X, y, shape = load_dataset(job["dataset"], job.get("data_home"))
     params = dict(BASE, **job["params"])
-    if "_head_std" in params:
-        heads.HEAD_INIT_STD = params.pop("_head_std")
+    heads.HEAD_INIT_STD = params.pop("_head_std", 0.01)
     if "_perturbation" in params:
         params["perturbation"] = ImagePerturbation(shape, **params.pop("_perturbation"))
     trace = []
     start = time.perf_counter()
-    train = iic_module.train
+    train = _training.train  # the real loop (workers are reused between jobs)
 
     def traced_train(step, **kw):
         net = kw["modules"][0]

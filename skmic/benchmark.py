@@ -92,10 +92,17 @@ def _sklearn_kmeans(seed, image_shape, n_clusters):
     return KMeans(n_clusters, n_init=10, random_state=seed)
 
 
+def _iic(seed, image_shape, n_clusters):
+    from .iic import IICClustering
+
+    return IICClustering(n_clusters, image_shape=image_shape, random_state=seed)
+
+
 #: estimator name -> factory(seed, image_shape, n_clusters) -> estimator
 ESTIMATORS = {
     "kmeans": _kmeans,
     "sklearn-kmeans": _sklearn_kmeans,
+    "iic": _iic,
 }
 
 

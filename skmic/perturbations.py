@@ -66,7 +66,7 @@ class ImagePerturbation:
         Maximum shear angle in degrees.
     translate : float, default=0.1
         Maximum shift as a fraction of the image size.
-    crop : float, (float, float) or None, default=(0.7, 1.0)
+    crop : float, (float, float) or None, default=(0.85, 1.0)
         Side (range) of the random crop, as a fraction of the image, resized
         back to full size (IIC's random crop of 16/20/24 of 28 pixels).
     hflip, vflip : bool, default=False
@@ -100,7 +100,7 @@ class ImagePerturbation:
         scale=(0.9, 1.1),
         shear=10.0,
         translate=0.1,
-        crop=(0.7, 1.0),
+        crop=(0.85, 1.0),
         hflip=False,
         vflip=False,
         brightness=0.4,
