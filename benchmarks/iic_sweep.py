@@ -18,7 +18,11 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-BASE = dict(n_init=1, head_training="joint", batch_size=64, learning_rate=1e-3)
+#: what every configuration of a grid starts from (on top of IICClustering's
+#: defaults). The digits grids ran before the defaults were chosen from them,
+#: so their base spells out the settings of that time.
+DIGITS_BASE = dict(n_init=1, head_training="joint", batch_size=64, learning_rate=1e-3, overclustering=50, _perturbation=dict(crop=(0.7, 1.0)))
+BASES = {"digits": DIGITS_BASE, "digits2": DIGITS_BASE, "digits3": DIGITS_BASE, "mnist": dict(n_init=1)}
 
 GRIDS = {
     "digits": {
@@ -62,6 +66,15 @@ GRIDS = {
         "o100-c85d-heads10": dict(_head_std=None, overclustering=100, n_heads=10, _perturbation=dict(crop=(0.85, 1.0))),
         "o100-c85d-rot15": dict(_head_std=None, overclustering=100, _perturbation=dict(crop=(0.85, 1.0), rotation=15)),
     },
+    "mnist": {
+        "default": {},
+        "c16": dict(conv_channels=(16, 32, 64)),
+        "c16-bs64": dict(conv_channels=(16, 32, 64), batch_size=64),
+        "crop.7": dict(_perturbation=dict(crop=(0.7, 1.0))),
+        "c16-crop.7": dict(conv_channels=(16, 32, 64), _perturbation=dict(crop=(0.7, 1.0))),
+        "over5x": dict(overclustering=50),
+        "c16-lr2e-3": dict(conv_channels=(16, 32, 64), learning_rate=2e-3),
+    },
 }
 
 
@@ -79,10 +92,13 @@ def run_one(job):
     from skmic.perturbations import ImagePerturbation
 
     X, y, shape = load_dataset(job["dataset"], job.get("data_home"))
-    params = dict(BASE, **job["params"])
+    base = BASES[job["grid"]]
+    params = dict(base, **job["params"])
+    params["_perturbation"] = dict(base.get("_perturbation", {}), **job["params"].get("_perturbation", {}))
     heads.HEAD_INIT_STD = params.pop("_head_std", 0.01)
-    if "_perturbation" in params:
-        params["perturbation"] = ImagePerturbation(shape, **params.pop("_perturbation"))
+    if params["_perturbation"]:
+        params["perturbation"] = ImagePerturbation(shape, **params["_perturbation"])
+    del params["_perturbation"]
     trace = []
     start = time.perf_counter()
     train = _training.train  # the real loop (workers are reused between jobs)
@@ -127,7 +143,7 @@ def main():
     args = p.parse_args()
     grid = {k: v for k, v in GRIDS[args.grid].items() if not args.only or k in args.only}
     jobs = [
-        dict(name=name, params=dict(params, **args.params), seed=seed, dataset=args.dataset, epochs=args.epochs,
+        dict(name=name, grid=args.grid, params=dict(params, **args.params), seed=seed, dataset=args.dataset, epochs=args.epochs,
              every=args.every, threads=args.threads, data_home=args.data_home)
         for name, params in grid.items() for seed in args.seeds
     ]

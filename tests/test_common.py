@@ -7,13 +7,17 @@ from sklearn.utils.estimator_checks import (
     parametrize_with_checks,
 )
 
-from skmic import KMeansBaseline
+from skmic import IICClustering, KMeansBaseline
 
 
 def tiny_estimators():
     """Every public estimator, configured small enough for the check suite."""
     return [
         KMeansBaseline(n_clusters=3, n_init=2, device="cpu", random_state=0),
+        IICClustering(
+            n_clusters=3, n_heads=2, n_init=1, max_epochs=15, hidden_layer_sizes=(16,),
+            learning_rate=1e-2, device="cpu", random_state=0,
+        ),
     ]
 
 
