@@ -11,6 +11,7 @@ parameter-constraint types) are imported here and nowhere else.
 """
 
 import contextlib
+import copy
 import io
 import numbers
 
@@ -329,6 +330,18 @@ class BaseTorchEstimator(BaseEstimator):
         if isinstance(outputs[0], tuple):
             return tuple(torch.cat(parts).cpu().numpy() for parts in zip(*outputs))
         return torch.cat(outputs).cpu().numpy()
+
+    def _for_inference(self, module):
+        """The module to run inference with, and the dtype to feed it.
+
+        On the CPU a float64 copy of the module is used: float32 matrix
+        kernels round differently for different batch sizes, so a sample's
+        output would depend (in the last bits) on the batch it is predicted
+        in. On accelerators the trained float32 module is used as is.
+        """
+        if self.device_.type == "cpu":
+            return copy.deepcopy(module).double(), torch.float64
+        return module, torch.float32
 
     def _check_fitted_input(self, X):
         check_is_fitted(self)

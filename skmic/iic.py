@@ -163,7 +163,7 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
 
     _parameter_constraints = {
         **BaseDeepEstimator._parameter_constraints,
-        "n_clusters": [Interval(numbers.Integral, 2, None, closed="left")],
+        "n_clusters": [Interval(numbers.Integral, 1, None, closed="left")],
         "overclustering": [Interval(numbers.Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "n_heads": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -347,8 +347,9 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         return self._proba(self._check_fitted_input(X))
 
     def _proba(self, X):
-        net, head = self.network_, self.best_head_
-        return self._batched(lambda x: net.main(net(x))[:, head].double(), X)
+        net, dtype = self._for_inference(self.network_)
+        head = self.best_head_
+        return self._batched(lambda x: net.main(net(x))[:, head].double(), X, dtype=dtype)
 
     def predict(self, X):
         """Cluster of each sample (argmax of :meth:`predict_proba`).
@@ -389,7 +390,8 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         features : ndarray of shape (n_samples, n_features_out)
         """
         X = self._check_fitted_input(X)
-        return self._batched(self.network_, X).astype(X.dtype, copy=False)
+        net, dtype = self._for_inference(self.network_)
+        return self._batched(net, X, dtype=dtype).astype(X.dtype, copy=False)
 
     def score(self, X, y=None):
         """Mutual information (nats) of the best head between ``X`` and ``g(X)``.

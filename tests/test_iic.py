@@ -37,7 +37,7 @@ def test_separates_blobs(blobs):
 def test_images_with_conv_encoder(digits):
     X, y = digits
     X, y = X[:300], y[:300]
-    iic = tiny(n_clusters=10, image_shape=(8, 8), max_epochs=2)
+    iic = tiny(n_clusters=10, image_shape=(8, 8), max_epochs=2, head_training="alternate")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # 2 epochs may not use every cluster
         iic.fit(X)
