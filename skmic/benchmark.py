@@ -98,11 +98,38 @@ def _iic(seed, image_shape, n_clusters):
     return IICClustering(n_clusters, image_shape=image_shape, random_state=seed)
 
 
+def _dec(seed, image_shape, n_clusters):
+    from .dec import DECClustering
+
+    return DECClustering(n_clusters, random_state=seed)
+
+
+def _idec(seed, image_shape, n_clusters):
+    from .dec import DECClustering
+
+    return DECClustering(n_clusters, reconstruction_weight=1.0, random_state=seed)
+
+
+def _dim_kmeans(seed, image_shape, n_clusters):
+    from sklearn.pipeline import make_pipeline
+
+    from .dim import DeepInfoMaxEmbedder
+    from .kmeans import KMeansBaseline
+
+    return make_pipeline(
+        DeepInfoMaxEmbedder(image_shape=image_shape, random_state=seed),
+        KMeansBaseline(n_clusters, n_init=10, random_state=seed),
+    )
+
+
 #: estimator name -> factory(seed, image_shape, n_clusters) -> estimator
 ESTIMATORS = {
     "kmeans": _kmeans,
     "sklearn-kmeans": _sklearn_kmeans,
     "iic": _iic,
+    "dec": _dec,
+    "idec": _idec,
+    "dim-kmeans": _dim_kmeans,
 }
 
 

@@ -7,7 +7,7 @@ from sklearn.utils.estimator_checks import (
     parametrize_with_checks,
 )
 
-from skmic import IICClustering, KMeansBaseline
+from skmic import DECClustering, DeepInfoMaxEmbedder, IICClustering, KMeansBaseline
 
 
 def tiny_estimators():
@@ -17,6 +17,14 @@ def tiny_estimators():
         IICClustering(
             n_clusters=3, n_heads=2, n_init=1, max_epochs=15, hidden_layer_sizes=(16,),
             learning_rate=1e-2, device="cpu", random_state=0,
+        ),
+        DECClustering(
+            n_clusters=3, hidden_layer_sizes=(16,), n_components=2, pretrain_epochs=10, n_init=2,
+            update_interval=5, max_iter=100, batch_size=32, device="cpu", random_state=0,
+        ),
+        DeepInfoMaxEmbedder(
+            n_components=3, hidden_layer_sizes=(16,), token_channels=4, critic_dim=8, max_epochs=3,
+            batch_size=16, device="cpu", random_state=0,
         ),
     ]
 

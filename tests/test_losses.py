@@ -82,3 +82,118 @@ def test_empty_cells_do_not_give_nan_and_gradients_flow():
     assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
     for n in (1, 2, 3):  # any batch size
         assert torch.isfinite(iic_loss(torch.rand(n, 4).softmax(1), torch.rand(n, 4).softmax(1)))
+
+
+# ---------------------------------------------------------------------- DEC
+from skmic.nn.losses import dec_kl_loss, student_t_assignment, target_distribution  # noqa: E402
+
+
+def naive_q(z, mu, alpha):
+    q = np.array([[(1 + np.sum((zi - mj) ** 2) / alpha) ** (-(alpha + 1) / 2) for mj in mu] for zi in z])
+    return q / q.sum(1, keepdims=True)
+
+
+def naive_p(q):
+    w = q**2 / q.sum(0)
+    return w / w.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 3.0])
+def test_student_t_and_target_match_naive(alpha):
+    rng = np.random.default_rng(0)
+    z, mu = rng.normal(size=(7, 3)), rng.normal(size=(4, 3))
+    q = student_t_assignment(torch.tensor(z), torch.tensor(mu), alpha)
+    np.testing.assert_allclose(q.numpy(), naive_q(z, mu, alpha), atol=1e-6)
+    np.testing.assert_allclose(target_distribution(q).numpy(), naive_p(naive_q(z, mu, alpha)), atol=1e-6)
+
+
+def test_kl_and_its_gradient_match_naive():
+    rng = np.random.default_rng(1)
+    z, mu = rng.normal(size=(6, 2)), rng.normal(size=(3, 2))
+    p = naive_p(naive_q(z, mu, 1.0))
+    zt = torch.tensor(z, requires_grad=True)
+    mut = torch.tensor(mu, requires_grad=True)
+    loss = dec_kl_loss(torch.tensor(p), student_t_assignment(zt, mut, 1.0))
+    q = naive_q(z, mu, 1.0)
+    assert loss.item() == pytest.approx(np.sum(p * np.log(p / q)) / len(z), abs=1e-6)
+    loss.backward()
+    # the paper's gradients (eq. 4 and 5), divided by n for the batch mean
+    dist = 1 + ((z[:, None] - mu[None]) ** 2).sum(2)
+    coef = (p - q) / dist
+    dz = 2 * (coef[:, :, None] * (z[:, None] - mu[None])).sum(1) / len(z)
+    dmu = -2 * (coef[:, :, None] * (z[:, None] - mu[None])).sum(0) / len(z)
+    np.testing.assert_allclose(zt.grad.numpy(), dz, atol=1e-6)
+    np.testing.assert_allclose(mut.grad.numpy(), dmu, atol=1e-6)
+
+
+def test_target_sharpens_and_is_fixed():
+    q = torch.tensor([[0.6, 0.4], [0.5, 0.5], [0.2, 0.8]], dtype=torch.float64)
+    p = target_distribution(q)
+    assert p[0, 0] > q[0, 0] and p[2, 1] > q[2, 1]
+    qg = q.clone().requires_grad_(True)
+    dec_kl_loss(target_distribution(qg), qg).backward()  # p is detached: only q's term
+    np.testing.assert_allclose(qg.grad.numpy(), -(p / q).numpy() / 3, atol=1e-12)
+
+
+# ---------------------------------------------------------------------- DIM
+from skmic.nn.critics import grad_reverse  # noqa: E402
+from skmic.nn.losses import dv_loss, infonce_loss, jsd_loss, prior_matching_loss  # noqa: E402
+
+
+def softplus(x):
+    return np.log1p(np.exp(x))
+
+
+def naive_parts(u):
+    """Positive and negative scores by explicit loops (diagonal = positives)."""
+    pos, neg = [], []
+    n = u.shape[0]
+    for i in range(n):
+        for j in range(n):
+            cells = u[i, j] if u.ndim == 3 else [u[i, j]]
+            (pos if i == j else neg).extend(np.atleast_1d(cells))
+    return np.array(pos), np.array(neg)
+
+
+@pytest.mark.parametrize("shape", [(5, 5), (4, 4, 3)])
+def test_jsd_matches_naive(shape):
+    u = np.random.default_rng(0).normal(size=shape) * 2
+    pos, neg = naive_parts(u)
+    expected = softplus(-pos).mean() + softplus(neg).mean()
+    assert jsd_loss(torch.tensor(u)).item() == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(5, 5), (4, 4, 3)])
+def test_infonce_matches_naive(shape):
+    u = np.random.default_rng(1).normal(size=shape)
+    terms = []
+    n = shape[0]
+    for i in range(n):
+        for l in range(shape[2] if len(shape) == 3 else 1):
+            row = np.array([u[i, j, l] if len(shape) == 3 else u[i, j] for j in range(n)])
+            terms.append(-(row[i] - np.log(np.exp(row).sum())))
+    assert infonce_loss(torch.tensor(u)).item() == pytest.approx(np.mean(terms), abs=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(5, 5), (4, 4, 3)])
+def test_dv_matches_naive_and_uses_exactly_the_diagonal(shape):
+    u = np.random.default_rng(2).normal(size=shape) * 3
+    pos, neg = naive_parts(u)
+    expected = np.log(np.exp(neg).mean()) - pos.mean()
+    assert dv_loss(torch.tensor(u)).item() == pytest.approx(expected, abs=1e-9)
+    # raising one positive changes the positive mean only; a negative, the log-mean-exp only
+    v = u.copy()
+    v[0, 0] += 1.0
+    assert dv_loss(torch.tensor(v)).item() == pytest.approx(expected - np.size(u[0, 0]) / len(pos), abs=1e-9)
+    # huge scores do not overflow (max-shift)
+    assert np.isfinite(dv_loss(torch.tensor(u * 1000)).item())
+
+
+def test_prior_matching_and_gradient_reversal():
+    logits = torch.tensor([2.0, -1.0])
+    expected = softplus(-2.0) / 1 * 0.5 + softplus(1.0) * 0.5  # mean BCE with ones
+    loss = prior_matching_loss(logits, torch.tensor([0.5, -0.5]))
+    assert loss.item() == pytest.approx(expected + (softplus(0.5) + softplus(-0.5)) / 2, abs=1e-6)
+    x = torch.tensor([1.0, 2.0], requires_grad=True)
+    (grad_reverse(x) * 3).sum().backward()
+    torch.testing.assert_close(x.grad, torch.tensor([-3.0, -3.0]))

@@ -5,9 +5,10 @@ the output of a sample does not depend on the rest of its batch. Plain torch:
 nothing here knows about scikit-learn.
 """
 
+import torch
 from torch import nn
 
-__all__ = ["ConvEncoder", "MLP", "image_batch", "init_weights"]
+__all__ = ["ConvEncoder", "FeatureTokens", "LocalGlobalEncoder", "MLP", "image_batch", "init_weights"]
 
 
 class MLP(nn.Sequential):
@@ -106,3 +107,49 @@ def image_batch(x, image_shape):
     """View a flat batch (n, C*H*W) as images (n, C, H, W)."""
     return x.reshape((x.shape[0],) + tuple(image_shape))
 
+
+
+class FeatureTokens(nn.Module):
+    """Per-feature tokens for tabular data: ``t_j = ReLU(x_j * w_j + b_j)``.
+
+    Each of the ``n_features`` columns gets its own ``channels``-wide
+    embedding, scaled by its value; the (n, n_features, channels) result
+    plays the role of a local feature map (one "location" per feature).
+    """
+
+    def __init__(self, n_features, channels):
+        super().__init__()
+        self.weight = nn.Parameter(nn.init.normal_(torch.empty(n_features, channels)))
+        self.bias = nn.Parameter(torch.zeros(n_features, channels))
+
+    def forward(self, x):
+        return (x[:, :, None] * self.weight + self.bias).relu()
+
+
+class LocalGlobalEncoder(nn.Module):
+    """An encoder with a local feature map M and a global code Y = f(M).
+
+    For images M is the last conv map of a :class:`ConvEncoder`; for tabular
+    data it is a :class:`FeatureTokens` layer. ``forward`` returns
+    ``(local, code)`` with ``local`` of shape (n, locations, channels).
+    """
+
+    def __init__(self, n_features, n_components, *, image_shape=None, conv_channels=(32, 64, 128), token_channels=16, hidden=(512,)):
+        super().__init__()
+        if image_shape is not None:
+            self.local = ConvEncoder(image_shape, conv_channels)
+            channels, h, w = self.local.map_shape
+            self.n_locations, self.channels = h * w, channels
+        else:
+            self.local = FeatureTokens(n_features, token_channels)
+            self.n_locations, self.channels = n_features, token_channels
+        self.is_image = image_shape is not None
+        self.head = MLP(self.n_locations * self.channels, hidden, n_components)
+
+    def forward(self, x):
+        if self.is_image:
+            m = self.local.feature_map(x)  # (n, C, H, W)
+            local = m.flatten(2).transpose(1, 2)
+        else:
+            local = self.local(x)  # (n, F, C)
+        return local, self.head(local.flatten(1))

@@ -9,7 +9,18 @@ import math
 
 import torch
 
-__all__ = ["iic_joint", "iic_loss", "mutual_information"]
+__all__ = [
+    "dec_kl_loss",
+    "dv_loss",
+    "infonce_loss",
+    "jsd_loss",
+    "prior_matching_loss",
+    "iic_joint",
+    "iic_loss",
+    "mutual_information",
+    "student_t_assignment",
+    "target_distribution",
+]
 
 # ---------------------------------------------------------------------- IIC
 
@@ -86,4 +97,113 @@ def iic_loss(z, z_pert, lamb=1.0):
 
 # ---------------------------------------------------------------------- DEC
 
+
+def student_t_assignment(z, centers, alpha=1.0):
+    """DEC's soft assignment of embeddings to centroids (Xie et al. 2016, eq. 1).
+
+    ``q_ij = (1 + |z_i - mu_j|^2 / alpha) ** (-(alpha + 1) / 2)``, normalised
+    over ``j``: a Student's t kernel with ``alpha`` degrees of freedom.
+
+    Parameters
+    ----------
+    z : Tensor (n, d)
+    centers : Tensor (k, d)
+    alpha : float, default=1.0
+
+    Returns
+    -------
+    q : Tensor (n, k), rows summing to 1.
+    """
+    sq = torch.cdist(z, centers).pow(2)
+    log_kernel = -(alpha + 1.0) / 2.0 * torch.log1p(sq / alpha)
+    return log_kernel.softmax(dim=1)  # normalising in log space avoids underflow
+
+
+def target_distribution(q):
+    """DEC's auxiliary target (eq. 3): ``p_ij = (q_ij^2 / f_j) / sum_j' (q_ij'^2 / f_j')``.
+
+    ``f_j = sum_i q_ij`` are the soft cluster frequencies; squaring sharpens
+    the assignments and dividing by ``f_j`` keeps large clusters from
+    absorbing the others. Compute it on the whole dataset, not per batch.
+    """
+    weight = q.pow(2) / q.sum(0, keepdim=True)
+    return weight / weight.sum(1, keepdim=True)
+
+
+def dec_kl_loss(p, q):
+    """``KL(P || Q) = (1/n) sum_ij p_ij log(p_ij / q_ij)`` (eq. 2), batch mean.
+
+    ``p`` is a fixed target (no gradient flows into it).
+    """
+    p = p.detach()
+    eps = torch.finfo(q.dtype).tiny
+    return (p * (torch.log(p.clamp_min(eps)) - torch.log(q.clamp_min(eps)))).sum(1).mean()
+
+
 # ---------------------------------------------------------------------- DIM
+#
+# Each estimator takes a score tensor ``u`` of shape (n, n) or (n, n, L):
+# ``u[i, j, l]`` scores the code of sample i against the features of sample
+# j (at location l). Positives are exactly the diagonal i == j; every other
+# entry is a negative. Each returns a loss to minimise, minus a lower bound
+# (or a proxy) of the mutual information.
+
+
+def _diagonal(u):
+    n = u.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=u.device)
+    if u.dim() == 3:
+        eye = eye[:, :, None].expand_as(u)
+    return eye
+
+
+def jsd_loss(u):
+    """Jensen-Shannon estimator (Hjelm et al. 2019, eq. 4; Nowozin et al. 2016).
+
+    ``E_pos[softplus(-u)] + E_neg[softplus(u)]``, i.e. minus
+    ``E_pos[-softplus(-u)] - E_neg[softplus(u)]``.
+    """
+    pos = _diagonal(u)
+    return torch.nn.functional.softplus(-u[pos]).mean() + torch.nn.functional.softplus(u[~pos]).mean()
+
+
+def infonce_loss(u):
+    """InfoNCE (van den Oord et al. 2018; Hjelm et al. 2019, eq. 5).
+
+    For every code i (and location l) a softmax over the samples j picks
+    the positive j = i among the n - 1 negatives of the batch:
+    ``mean_{i,l} -log softmax_j(u[i, :, l])[i]``. Its negative plus
+    ``log n`` lower-bounds the mutual information.
+    """
+    target = torch.arange(u.shape[0], device=u.device)
+    if u.dim() == 3:
+        target = target[:, None].expand(u.shape[0], u.shape[2])
+    return torch.nn.functional.cross_entropy(u, target)
+
+
+def dv_loss(u):
+    """Donsker-Varadhan estimator (MINE, Belghazi et al. 2018).
+
+    ``log mean_neg exp(u) - mean_pos u``, the log-mean-exp computed with the
+    max-shift (logsumexp) trick. The negatives are exactly the off-diagonal
+    entries (the DIM reference code's broadcast mask got this wrong).
+    """
+    pos = _diagonal(u)
+    neg = u[~pos]
+    log_mean_exp = torch.logsumexp(neg, 0) - torch.log(torch.tensor(float(neg.numel()), dtype=u.dtype, device=u.device))
+    return log_mean_exp - u[pos].mean()
+
+
+#: estimator name -> loss function
+MI_ESTIMATORS = {"jsd": jsd_loss, "infonce": infonce_loss, "dv": dv_loss}
+
+
+def prior_matching_loss(d_prior, d_code):
+    """Discriminator loss of DIM's prior matching (eq. 7), to minimise.
+
+    ``-E_prior[log D] - E_code[log(1 - D)]`` from the discriminator's logits
+    on prior samples and on codes. The encoder plays the other side: it
+    maximises this loss (see :func:`skmic.nn.critics.grad_reverse`).
+    """
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    return bce(d_prior, torch.ones_like(d_prior)) + bce(d_code, torch.zeros_like(d_code))

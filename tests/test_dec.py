@@ -1,0 +1,108 @@
+"""DECClustering end to end, on tiny networks."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skmic import DECClustering
+from skmic.metrics import cluster_accuracy, cluster_accuracy_scorer
+
+
+def tiny(**kw):
+    params = dict(n_clusters=3, hidden_layer_sizes=(16,), n_components=2, pretrain_epochs=20, n_init=3,
+                  update_interval=5, max_iter=200, batch_size=32, device="cpu", random_state=0)
+    params.update(kw)
+    return DECClustering(**params)
+
+
+def test_clusters_blobs_and_api(blobs):
+    X, y = blobs
+    dec = tiny().fit(X)
+    assert cluster_accuracy(y, dec.labels_) > 0.95
+    q = dec.predict_proba(X)
+    np.testing.assert_allclose(q.sum(1), 1, rtol=1e-9)
+    np.testing.assert_array_equal(dec.predict(X), q.argmax(1))
+    np.testing.assert_array_equal(dec.labels_, dec.predict(X))  # labels_ are DEC's own q
+    assert dec.transform(X).shape == (len(X), 2) and dec.cluster_centers_.shape == (3, 2)
+    assert dec.history_[0]["iteration"] == 0 and "delta_label" in dec.history_[1]
+    assert dec.pretrain_history_ and dec.n_iter_ >= 1
+
+
+def test_stops_on_tol_and_warns_at_max_iter(blobs):
+    X, _ = blobs
+    dec = tiny(tol=0.5).fit(X)  # half the labels would have to change: stops at once
+    assert dec.converged_ and dec.n_iter_ == 5 and dec.history_[-1]["delta_label"] < 0.5
+    with pytest.warns(ConvergenceWarning, match="max_iter=3"):
+        dec = tiny(tol=0.0, max_iter=3, update_interval=100).fit(X)
+    assert not dec.converged_ and dec.n_iter_ == 3
+
+
+def test_idec_reduces_to_dec_at_zero_weight(blobs):
+    X, _ = blobs
+    a = tiny(reconstruction_weight=0.0).fit(X)
+    b = tiny().fit(X)
+    np.testing.assert_allclose(a.transform(X), b.transform(X))
+    c = tiny(reconstruction_weight=1.0).fit(X)
+    assert not np.allclose(c.transform(X), b.transform(X))
+
+
+def test_greedy_pretraining(blobs):
+    X, y = blobs
+    dec = tiny(pretrain="greedy", hidden_layer_sizes=(16, 8), pretrain_epochs=10).fit(X)
+    stages = {r["stage"] for r in dec.pretrain_history_}
+    assert stages == {"pretrain layer 1", "pretrain layer 2", "pretrain layer 3", "pretrain end-to-end"}
+    assert cluster_accuracy(y, dec.labels_) > 0.9
+
+
+def test_pretrained_encoder_is_used_and_not_modified(blobs):
+    X, y = blobs
+    torch.manual_seed(0)
+    enc = torch.nn.Linear(4, 2).double()
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    dec = tiny(pretrained_encoder=enc).fit(X)
+    assert dec.pretrain_history_ == []
+    for k, v in enc.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+    assert dec.encoder_ is not enc
+    with pytest.raises(ValueError, match="needs a decoder"):
+        tiny(pretrained_encoder=enc, reconstruction_weight=1.0).fit(X)
+
+
+def test_reproducible_and_pickle(blobs):
+    X, _ = blobs
+    a, b = tiny().fit(X), tiny().fit(X)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    again = pickle.loads(pickle.dumps(a))
+    np.testing.assert_allclose(again.predict_proba(X), a.predict_proba(X))
+
+
+def test_pipeline_and_grid_search(blobs):
+    X, y = blobs
+    X = X * [1, 100, 0.01, 1]
+    pipe = make_pipeline(StandardScaler(), tiny()).fit(X)
+    assert cluster_accuracy(y, pipe.predict(X)) > 0.9
+    search = GridSearchCV(make_pipeline(StandardScaler(), tiny()), {"decclustering__n_clusters": [2, 3]},
+                          scoring=cluster_accuracy_scorer, cv=2).fit(X, y)
+    assert search.best_params_ == {"decclustering__n_clusters": 3}
+
+
+def test_bad_input_and_nan_training(blobs):
+    X, _ = blobs
+    with pytest.raises(ValueError, match="n_clusters=500"):
+        tiny(n_clusters=500).fit(X)
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        tiny(hidden_layer_sizes=(0,)).fit(X)
+    dec = tiny(learning_rate=1e12, pretrain_learning_rate=1e6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(FloatingPointError):
+            dec.fit(X * 1e6)
+    assert not hasattr(dec, "labels_") and not hasattr(dec, "encoder_")

@@ -1,0 +1,86 @@
+"""DeepInfoMaxEmbedder end to end, on tiny networks."""
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.pipeline import make_pipeline
+
+from skmic import DeepInfoMaxEmbedder, KMeansBaseline
+from skmic.metrics import cluster_accuracy
+
+
+def tiny(**kw):
+    params = dict(n_components=4, hidden_layer_sizes=(32,), token_channels=4, critic_dim=16, max_epochs=5,
+                  batch_size=32, device="cpu", random_state=0)
+    params.update(kw)
+    return DeepInfoMaxEmbedder(**params)
+
+
+@pytest.mark.parametrize("estimator", ["jsd", "infonce", "dv"])
+def test_each_estimator_trains_and_raises_the_score(estimator, blobs):
+    X, _ = blobs
+    untrained = tiny(estimator=estimator, max_epochs=1, learning_rate=1e-9).fit(X)
+    trained = tiny(estimator=estimator, max_epochs=30, gamma=0.0).fit(X)
+    assert trained.score(X) > untrained.score(X)
+    assert np.isfinite(trained.history_[-1]["loss"])
+
+
+def test_images_transform_dtype_and_names(digits):
+    X, _ = digits
+    X = X[:200]
+    dim = tiny(image_shape=(8, 8), conv_channels=(4, 8), alpha=0.5, max_locations=3).fit(X)
+    Y = dim.transform(X)
+    assert Y.shape == (200, 4) and Y.dtype == np.float64
+    assert dim.transform(X.astype(np.float32)).dtype == np.float32
+    assert list(dim.get_feature_names_out()) == [f"deepinfomaxembedder{i}" for i in range(4)]
+    out = dim.set_output(transform="pandas").transform(X)
+    assert isinstance(out, pd.DataFrame)
+
+
+def test_prior_term_moves_codes_toward_the_prior():
+    """DIM's adversarial prior game on a toy: free codes that all start at 0
+    (sigmoid 0.5, far from uniform) spread out over [0, 1]."""
+    from skmic.nn.critics import PriorDiscriminator, grad_reverse
+    from skmic.nn.losses import prior_matching_loss
+
+    torch.manual_seed(0)
+    codes = torch.nn.Parameter(torch.zeros(256, 1))
+    disc = PriorDiscriminator(1, hidden=(32, 16))
+    opt = torch.optim.Adam([codes, *disc.parameters()], lr=1e-2)
+
+    def distance():
+        s = torch.sigmoid(codes.detach()).flatten().sort().values.numpy()
+        return np.abs(s - (np.arange(256) + 0.5) / 256).mean()
+
+    start = distance()
+    for _ in range(1500):
+        opt.zero_grad()
+        fake = disc(grad_reverse(torch.sigmoid(codes + 0.01 * torch.randn_like(codes))))
+        prior_matching_loss(disc(torch.rand(256, 1)), fake).backward()
+        opt.step()
+    assert start > 0.2 and distance() < 0.5 * start
+
+
+def test_reproducible_pickle_and_pipeline(blobs):
+    X, y = blobs
+    a, b = tiny().fit(X), tiny().fit(X)
+    np.testing.assert_array_equal(a.transform(X), b.transform(X))
+    again = pickle.loads(pickle.dumps(a))
+    np.testing.assert_allclose(again.transform(X), a.transform(X))
+    pipe = make_pipeline(tiny(max_epochs=20), KMeansBaseline(3, random_state=0, device="cpu")).fit(X)
+    assert cluster_accuracy(y, pipe.predict(X)) > 0.9
+
+
+def test_bad_parameters(blobs):
+    X, _ = blobs
+    with pytest.raises(ValueError, match="holds 64 values"):
+        tiny(image_shape=(8, 8)).fit(X)
+    with pytest.raises(ValueError, match="both 0"):
+        tiny(alpha=0, beta=0).fit(X)
+    X = X.copy()
+    X[3, 1] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        tiny().fit(X)
