@@ -155,7 +155,8 @@ def run_benchmark(
     data_home : str, optional
         Directory of the local datasets (see :func:`skmic.datasets.get_data_home`).
     params : dict, optional
-        ``set_params`` keyword arguments applied to every estimator.
+        ``set_params`` keyword arguments, each applied to the estimators that
+        take it (an argument that none takes is an error).
     extra_metrics : callable, optional
         ``extra_metrics(estimator, X, y) -> dict`` of further columns.
     log : callable
@@ -169,6 +170,11 @@ def run_benchmark(
     for name in estimators:
         if name not in ESTIMATORS:
             raise ValueError(f"unknown estimator {name!r}; choose from {sorted(ESTIMATORS)}.")
+    if params:
+        known = set().union(*(ESTIMATORS[n](0, None, 2).get_params() for n in estimators))
+        unknown = set(params) - known
+        if unknown:
+            raise ValueError(f"no estimator among {list(estimators)} takes the parameters {sorted(unknown)}.")
     runs = []
     for dataset in datasets:
         X, y, image_shape = load_dataset(dataset, data_home)
@@ -176,7 +182,8 @@ def run_benchmark(
             for seed in seeds:
                 est = ESTIMATORS[name](seed, image_shape, _n_classes(y))
                 if params:
-                    est.set_params(**params)
+                    accepted = est.get_params()
+                    est.set_params(**{k: v for k, v in params.items() if k in accepted})
                 start = time.perf_counter()
                 labels = est.fit_predict(X)
                 if torch.cuda.is_available():

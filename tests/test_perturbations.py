@@ -87,3 +87,60 @@ def test_check_perturbation_rejects_bad_outputs():
         check_perturbation(lambda x, g: x.double(), x, gen())
     with pytest.raises(ValueError, match="failed"):
         check_perturbation(lambda x: x, x, gen())
+
+
+# ------------------------------------------------- elastic and Wasserstein
+from scipy.optimize import linear_sum_assignment  # noqa: E402
+
+from skmic.perturbations import ElasticPerturbation, WassersteinPerturbation, _pixel_cost, sinkhorn_w2  # noqa: E402
+
+
+@pytest.mark.parametrize("g", [ElasticPerturbation((1, 8, 8)), WassersteinPerturbation((1, 8, 8), max_tries=2)])
+def test_elastic_and_wasserstein_keep_shape_and_follow_the_seed(g):
+    x = torch.rand(6, 64)
+    a, b, c = g(x, gen(0)), g(x, gen(0)), g(x, gen(1))
+    assert a.shape == x.shape and a.dtype == x.dtype
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c) and not torch.allclose(a, x)
+
+
+def test_elastic_without_strength_is_identity():
+    x = torch.rand(3, 36)
+    torch.testing.assert_close(ElasticPerturbation((1, 6, 6), alpha=0.0)(x, gen()), x, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sinkhorn_matches_exact_ot_on_point_masses(seed):
+    """Equal-mass point sets: exact squared W2 by linear_sum_assignment; Sinkhorn within 2%."""
+    rng = np.random.default_rng(seed)
+    cost = _pixel_cost(8, 8, "cpu", torch.float64)
+    k = 6
+    src, dst = rng.choice(64, k, replace=False), rng.choice(64, k, replace=False)
+    a = torch.zeros(1, 64, dtype=torch.float64)
+    b = torch.zeros(1, 64, dtype=torch.float64)
+    a[0, src] = b[0, dst] = 1 / k
+    sub = cost[src][:, dst].numpy()
+    rows, cols = linear_sum_assignment(sub)
+    exact = sub[rows, cols].mean()
+    estimate = sinkhorn_w2(a, b, cost, epsilon=0.005, n_iter=500).item()
+    assert estimate == pytest.approx(exact, rel=0.02)
+
+
+def test_sinkhorn_of_identical_images_is_about_zero_and_rejects_tiny_epsilon():
+    x = torch.rand(4, 64)
+    w = WassersteinPerturbation((1, 8, 8))
+    assert w.distance(x, x).max().item() < 1e-8
+    with pytest.raises(ValueError, match="too small"):
+        sinkhorn_w2(torch.ones(1, 4) / 4, torch.ones(1, 4) / 4, torch.ones(4, 4), epsilon=1e-4)
+
+
+def test_acceptance_falls_as_eta_shrinks(digits):
+    X = torch.tensor(digits[0][:128], dtype=torch.float32)
+    rates = [WassersteinPerturbation((1, 8, 8), eta=eta).propose(X, gen(1))[2].float().mean().item() for eta in (0.3, 0.1, 0.03)]
+    assert rates[0] > rates[1] > rates[2]
+
+
+def test_names_select_the_new_models():
+    assert isinstance(make_perturbation("elastic", (1, 8, 8)), ElasticPerturbation)
+    assert isinstance(make_perturbation("wasserstein", (1, 8, 8)), WassersteinPerturbation)
+    assert isinstance(make_perturbation(["affine", "elastic"], (1, 8, 8)), Compose)
