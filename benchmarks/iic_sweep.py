@@ -22,7 +22,10 @@ from concurrent.futures import ProcessPoolExecutor
 #: defaults). The digits grids ran before the defaults were chosen from them,
 #: so their base spells out the settings of that time.
 DIGITS_BASE = dict(n_init=1, head_training="joint", batch_size=64, learning_rate=1e-3, overclustering=50, _perturbation=dict(crop=(0.7, 1.0)))
-BASES = {"digits": DIGITS_BASE, "digits2": DIGITS_BASE, "digits3": DIGITS_BASE, "mnist": dict(n_init=1)}
+BASES = {
+    "digits": DIGITS_BASE, "digits2": DIGITS_BASE, "digits3": DIGITS_BASE, "mnist": dict(n_init=1),
+    "perturbations": dict(n_init=1), "perturbations-mnist": dict(n_init=1),
+}
 
 GRIDS = {
     "digits": {
@@ -75,6 +78,18 @@ GRIDS = {
         "over5x": dict(overclustering=50),
         "c16-lr2e-3": dict(conv_channels=(16, 32, 64), learning_rate=2e-3),
     },
+    "perturbations": {
+        "affine": dict(perturbation="affine"),
+        "elastic": dict(perturbation="elastic"),
+        "affine+elastic": dict(perturbation=["affine", "elastic"]),
+        "wasserstein": dict(perturbation="wasserstein"),
+    },
+    "perturbations-mnist": {
+        "affine": dict(perturbation="affine", conv_channels=(16, 32, 64)),
+        "elastic": dict(perturbation="elastic", conv_channels=(16, 32, 64)),
+        "affine+elastic": dict(perturbation=["affine", "elastic"], conv_channels=(16, 32, 64)),
+        "wasserstein": dict(perturbation="wasserstein", conv_channels=(16, 32, 64)),
+    },
 }
 
 
@@ -120,8 +135,22 @@ def run_one(job):
 
     iic_module.train = traced_train
     model = IICClustering(image_shape=shape, max_epochs=job["epochs"], random_state=job["seed"], **params).fit(X)
+    from skmic.perturbations import make_perturbation
+
+    g = make_perturbation(model.perturbation, model.image_shape_)
+    xb = torch.as_tensor(X[:1024], device=model.device_).float().repeat(5, 1)
+    gen = torch.Generator(model.device_).manual_seed(0)
+    g(xb, gen)
+    if model.device_.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(3):
+        g(xb, gen)
+    if model.device_.type == "cuda":
+        torch.cuda.synchronize()
+    perturb_rate = 3 * len(xb) / (time.perf_counter() - t0)
     return dict(
-        name=job["name"], seed=job["seed"], trace=trace,
+        name=job["name"], seed=job["seed"], trace=trace, perturbed_images_per_s=perturb_rate,
         acc=cluster_accuracy(y, model.labels_), head_losses=model.head_losses_.tolist(),
         time=time.perf_counter() - start,
     )
@@ -153,6 +182,7 @@ def main():
             results.append(r)
             last = r["trace"][-1] if r["trace"] else {}
             print(f"{r['name']:>18} seed={r['seed']} acc={r['acc']:.3f} best-head@end={last.get('best', 0):.3f} "
+                  f"g={r['perturbed_images_per_s']:.0f}img/s "
                   f"mean={last.get('mean', 0):.3f} time={r['time']:.0f}s "
                   + " ".join(f"{t['epoch']}:{t['best']:.2f}" for t in r["trace"]), flush=True)
     with open(args.out, "w") as f:
