@@ -155,8 +155,8 @@ def run_benchmark(
     data_home : str, optional
         Directory of the local datasets (see :func:`skmic.datasets.get_data_home`).
     params : dict, optional
-        ``set_params`` keyword arguments, each applied to the estimators that
-        take it (an argument that none takes is an error).
+        ``set_params`` keyword arguments, each applied to the estimators (or
+        Pipeline steps) that take it; an argument that none takes is an error.
     extra_metrics : callable, optional
         ``extra_metrics(estimator, X, y) -> dict`` of further columns.
     log : callable
@@ -171,7 +171,7 @@ def run_benchmark(
         if name not in ESTIMATORS:
             raise ValueError(f"unknown estimator {name!r}; choose from {sorted(ESTIMATORS)}.")
     if params:
-        known = set().union(*(ESTIMATORS[n](0, None, 2).get_params() for n in estimators))
+        known = set().union(*(_matching_params(ESTIMATORS[n](0, None, 2), params, original=True) for n in estimators))
         unknown = set(params) - known
         if unknown:
             raise ValueError(f"no estimator among {list(estimators)} takes the parameters {sorted(unknown)}.")
@@ -182,8 +182,7 @@ def run_benchmark(
             for seed in seeds:
                 est = ESTIMATORS[name](seed, image_shape, _n_classes(y))
                 if params:
-                    accepted = est.get_params()
-                    est.set_params(**{k: v for k, v in params.items() if k in accepted})
+                    est.set_params(**_matching_params(est, params))
                 start = time.perf_counter()
                 labels = est.fit_predict(X)
                 if torch.cuda.is_available():
@@ -209,6 +208,22 @@ def run_benchmark(
                     f"nmi={record['nmi']:.4f} ari={record['ari']:.4f} t={elapsed:.2f}s"
                 )
     return runs
+
+
+def _matching_params(est, params, original=False):
+    """The entries of ``params`` that ``est`` takes, as ``set_params`` keys.
+
+    A name matches a parameter of the estimator or, for a Pipeline, of any
+    of its steps (``step__name``). With ``original=True`` return the
+    matched names of ``params`` instead.
+    """
+    keys = est.get_params()
+    out = {}
+    for name, value in params.items():
+        for key in keys:
+            if key == name or key.endswith("__" + name):
+                out[name if original else key] = value
+    return out
 
 
 def _summary(values):

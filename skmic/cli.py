@@ -10,6 +10,8 @@ from .benchmark import format_table, run_benchmark
 DEMO_ESTIMATORS = {
     "kmeans": {},
     "iic": {"n_init": 1, "max_epochs": 15},
+    "dec": {"pretrain_epochs": 30, "max_iter": 500},
+    "dim-kmeans": {"max_epochs": 5},
 }
 
 
