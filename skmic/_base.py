@@ -26,6 +26,8 @@ __all__ = [
     "BaseTorchEstimator",
     "BaseDeepEstimator",
     "check_image_shape",
+    "check_layer_sizes",
+    "SoftClusterMixin",
     "Interval",
     "StrOptions",
     "fit_context",
@@ -368,6 +370,29 @@ class BaseTorchEstimator(BaseEstimator):
             if isinstance(value, _TorchPayload):
                 state[name] = value.load(device or torch.device("cpu"))
         super().__setstate__(state)
+
+
+def check_layer_sizes(name, sizes):
+    """Raise a clear ValueError unless ``sizes`` holds positive ints."""
+    if not all(isinstance(s, numbers.Integral) and s > 0 for s in sizes):
+        raise ValueError(f"{name} must hold positive ints, got {sizes!r}.")
+
+
+class SoftClusterMixin:
+    """``predict`` as the most probable cluster of ``predict_proba``."""
+
+    def predict(self, X):
+        """Cluster of each sample: the argmax of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return self.predict_proba(X).argmax(1)
 
 
 class BaseDeepEstimator(BaseTorchEstimator):

@@ -10,7 +10,7 @@ import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 
-from ._base import BaseDeepEstimator, Interval, StrOptions
+from ._base import BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_layer_sizes
 from ._training import batches, train
 from .kmeans import kmeans
 from .nn.autoencoder import Autoencoder, Encoder
@@ -21,7 +21,9 @@ __all__ = ["DECClustering"]
 _OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
-class DECClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseDeepEstimator):
+class DECClustering(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, SoftClusterMixin, ClusterMixin, BaseDeepEstimator
+):
     """Deep Embedded Clustering (Xie, Girshick & Farhadi, ICML 2016).
 
     1. An autoencoder is pretrained to reconstruct the data (end to end, or
@@ -211,8 +213,7 @@ class DECClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
                 f"n_clusters={self.n_clusters} is larger than n_samples={X.shape[0]}; "
                 "ask for fewer clusters or pass more samples."
             )
-        if not all(isinstance(s, numbers.Integral) and s > 0 for s in self.hidden_layer_sizes):
-            raise ValueError(f"hidden_layer_sizes must hold positive ints, got {self.hidden_layer_sizes!r}.")
+        check_layer_sizes("hidden_layer_sizes", self.hidden_layer_sizes)
         if self.pretrained_encoder is not None and self.reconstruction_weight > 0:
             raise ValueError(
                 "reconstruction_weight > 0 (IDEC) needs a decoder, which a "
@@ -364,33 +365,6 @@ class DECClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         """
         X = self._check_fitted_input(X)
         return self._inference(X, lambda z, c: student_t_assignment(z, c, self.alpha))
-
-    def predict(self, X):
-        """Cluster of each sample: the argmax of ``q``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        return self.predict_proba(X).argmax(1)
-
-    def fit_predict(self, X, y=None):
-        """Fit and return ``labels_``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : Ignored
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        return self.fit(X).labels_
 
     def transform(self, X):
         """The embedding of each sample.

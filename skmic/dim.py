@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
-from ._base import BaseDeepEstimator, Interval, StrOptions, check_image_shape
+from ._base import BaseDeepEstimator, Interval, StrOptions, check_image_shape, check_layer_sizes
 from ._training import batches, train
 from .nn.critics import GlobalCritic, LocalCritic, PriorDiscriminator, grad_reverse
 from .nn.encoders import LocalGlobalEncoder, init_weights
@@ -178,9 +178,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     def _check_fit_data(self, X):
         check_image_shape(self.image_shape, X.shape[1])
         for name in ("conv_channels", "hidden_layer_sizes"):
-            sizes = getattr(self, name)
-            if not all(isinstance(s, numbers.Integral) and s > 0 for s in sizes):
-                raise ValueError(f"{name} must hold positive ints, got {sizes!r}.")
+            check_layer_sizes(name, getattr(self, name))
         if self.alpha == 0 and self.beta == 0:
             raise ValueError("alpha and beta are both 0: there is no mutual information to maximise.")
 

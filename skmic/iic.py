@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 
-from ._base import BaseDeepEstimator, Interval, StrOptions, check_image_shape
+from ._base import BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_image_shape, check_layer_sizes
 from ._training import batches, train
 from .nn.encoders import MLP, ConvEncoder, init_weights
 from .nn.heads import IICNet
@@ -18,7 +18,9 @@ from .perturbations import PERTURBATIONS, check_perturbation, make_perturbation
 __all__ = ["IICClustering"]
 
 
-class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseDeepEstimator):
+class IICClustering(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, SoftClusterMixin, ClusterMixin, BaseDeepEstimator
+):
     """Invariant Information Clustering (Ji, Henriques & Vedaldi, ICCV 2019).
 
     A network maps every sample ``x`` and a random perturbation ``g(x)`` of
@@ -238,9 +240,7 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
             )
         check_image_shape(self.image_shape, X.shape[1])
         for name in ("conv_channels", "hidden_layer_sizes"):
-            sizes = getattr(self, name)
-            if not all(isinstance(s, numbers.Integral) and s > 0 for s in sizes):
-                raise ValueError(f"{name} must hold positive ints, got {sizes!r}.")
+            check_layer_sizes(name, getattr(self, name))
         if self.encoder == "conv" and self.image_shape is None:
             raise ValueError("encoder='conv' needs image_shape=(C, H, W) or (H, W).")
         if self.image_shape is not None and len(self.conv_channels) == 0:
@@ -361,33 +361,6 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         net, dtype = self._for_inference(self.network_)
         head = self.best_head_
         return self._batched(lambda x: net.main(net(x))[:, head].double(), X, dtype=dtype)
-
-    def predict(self, X):
-        """Cluster of each sample (argmax of :meth:`predict_proba`).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        return self.predict_proba(X).argmax(1)
-
-    def fit_predict(self, X, y=None):
-        """Fit and return ``labels_``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : Ignored
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        return self.fit(X).labels_
 
     def transform(self, X):
         """The learned representation (trunk output, before the heads).

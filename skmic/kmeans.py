@@ -358,20 +358,6 @@ class KMeansBaseline(
         """
         return self._nearest(X)[0]
 
-    def fit_predict(self, X, y=None):
-        """Fit and return ``labels_``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : Ignored
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        return self.fit(X).labels_
-
     def transform(self, X):
         """Euclidean distances of each sample to every centre.
 
