@@ -32,3 +32,81 @@ def test_unknown_command_exits_nonzero():
     with pytest.raises(SystemExit) as exc:
         main(["frobnicate"])
     assert exc.value.code != 0
+
+
+# ------------------------------------------------------------ skmic cluster
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+@pytest.fixture
+def blob_files(tmp_path, blobs):
+    X, _ = blobs
+    pd.DataFrame(X, columns=list("abcd")).to_csv(tmp_path / "head.csv", index=False)
+    np.savetxt(tmp_path / "plain.csv", X, delimiter=",")
+    np.save(tmp_path / "X.npy", X)
+    np.savez(tmp_path / "X.npz", X=X)
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", ["head.csv", "plain.csv", "X.npy", "X.npz"])
+def test_cluster_reads_every_format_and_writes_labels(blob_files, name, capsys):
+    out = blob_files / f"{name}.labels.csv"
+    model = blob_files / "model.pkl"
+    code = main(["cluster", str(blob_files / name), "--method", "kmeans", "--n-clusters", "3",
+                 "--device", "cpu", "--output", str(out), "--save-model", str(model), "--verbose", "0"])
+    assert code == 0 and "wrote 120 labels (3 clusters)" in capsys.readouterr().out
+    labels = pd.read_csv(out)["label"]
+    assert len(labels) == 120 and labels.nunique() == 3
+    import pickle
+
+    assert (pickle.loads(model.read_bytes()).labels_ == labels.to_numpy()).all()
+
+
+def test_cluster_with_probabilities(blob_files, monkeypatch):
+    from skmic import DECClustering
+    from skmic import benchmark
+
+    def tiny_dec(seed, image_shape, n_clusters):  # the registry's DEC, small enough for a unit test
+        return DECClustering(n_clusters, hidden_layer_sizes=(16,), n_components=2, pretrain_epochs=10, max_iter=50, random_state=seed)
+
+    monkeypatch.setitem(benchmark.ESTIMATORS, "dec", tiny_dec)
+    out = blob_files / "p.csv"
+    assert main(["cluster", str(blob_files / "X.npy"), "--method", "dec", "--n-clusters", "3", "--device", "cpu",
+                 "--output", str(out), "--proba", "--verbose", "0"]) == 0
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["label", "p0", "p1", "p2"]
+    np.testing.assert_allclose(table[["p0", "p1", "p2"]].sum(1), 1, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "content, args, message",
+    [
+        (None, ["missing.csv"], "no such file"),
+        ("1,2,3\n4,5\n6,7,8,9\n", ["ragged.csv"], "cannot read it"),
+        ("a,b\nx,1\ny,2\n", ["words.csv"], "non-numeric columns"),
+        ("1,2\nnan,3\n4,5\n", ["nan.csv"], "NaN"),
+        ("1,2\n3,4\n5,6\n", ["small.csv", "--n-clusters", "9"], "n_samples=3"),
+    ],
+)
+def test_cluster_bad_input_is_one_line_and_exit_2(tmp_path, content, args, message, capsys):
+    if content is not None:
+        (tmp_path / args[0]).write_text(content)
+    argv = ["cluster", str(tmp_path / args[0]), "--method", "kmeans", "--device", "cpu", "--output", str(tmp_path / "o.csv")]
+    argv += args[1:] if len(args) > 1 else ["--n-clusters", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cluster_as_a_subprocess_reports_errors_without_traceback(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "skmic", "cluster", str(tmp_path / "nope.csv"), "--n-clusters", "2",
+                          "--output", str(tmp_path / "o.csv")], capture_output=True, text=True)
+    assert out.returncode == 2 and "no such file" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_benchmark_command_prints_and_saves(tmp_path, capsys):
+    assert main(["benchmark", "--estimators", "kmeans", "--datasets", "wine", "--seeds", "0",
+                 "--name", "t", "--out-dir", str(tmp_path)]) == 0
+    assert "| wine | kmeans | 1 |" in capsys.readouterr().out
+    assert (tmp_path / "t.md").is_file() and (tmp_path / "t.json").is_file()
