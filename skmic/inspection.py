@@ -1,0 +1,215 @@
+"""Looking inside fitted models: feature-map information and plots.
+
+* :func:`histogram_mutual_information` -- plug-in MI of two samples;
+* :func:`feature_map_mutual_information` -- how much each feature map of a
+  conv encoder says about the input image, corrected for the plug-in bias by
+  a pixel-shuffled baseline;
+* :func:`plot_feature_maps`, :func:`plot_history`,
+  :func:`plot_cluster_samples`, :func:`plot_contingency` -- matplotlib
+  figures of those maps, of training curves, of samples per cluster and of
+  the cluster/class table after Hungarian matching.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .metrics import cluster_mapping
+
+__all__ = [
+    "feature_map_mutual_information",
+    "histogram_mutual_information",
+    "plot_cluster_samples",
+    "plot_contingency",
+    "plot_feature_maps",
+    "plot_history",
+]
+
+
+def histogram_mutual_information(a, b, bins=16):
+    """Plug-in mutual information (nats) of paired samples, by a joint histogram.
+
+    ``MI = sum_ij p_ij ln(p_ij / (p_i p_j))`` over a ``bins x bins``
+    histogram with equal-width bins. Its upward bias is about
+    ``(bins - 1)^2 / (2 N)`` nats: compare values only at equal ``N`` and
+    ``bins``, or subtract a shuffled baseline.
+
+    Parameters
+    ----------
+    a, b : array-like of shape (N,)
+    bins : int, default=16
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmic.inspection import histogram_mutual_information
+    >>> x = np.random.default_rng(0).random(10000)
+    >>> round(histogram_mutual_information(x, x, bins=4), 3)  # ln 4
+    1.386
+    """
+    joint, _, _ = np.histogram2d(np.ravel(a), np.ravel(b), bins=bins)
+    p = joint / joint.sum()
+    pa, pb = p.sum(1, keepdims=True), p.sum(0, keepdims=True)
+    nz = p > 0
+    return float((p[nz] * np.log(p[nz] / (pa @ pb)[nz])).sum())
+
+
+def _feature_maps(model, X, image_shape):
+    """Last conv feature maps of ``X`` (n, C, h, w) from an estimator or module."""
+    module = model
+    for path in ("network_.trunk", "network_.encoder.local", "trunk", "local"):
+        obj = model
+        try:
+            for part in path.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            continue
+        module = obj
+        break
+    if not hasattr(module, "feature_map"):
+        raise TypeError(
+            f"{type(model).__name__} has no conv feature maps: pass a ConvEncoder, or an "
+            "IICClustering / DeepInfoMaxEmbedder fitted with image_shape."
+        )
+    param = next(module.parameters())
+    x = torch.as_tensor(np.asarray(X), dtype=param.dtype, device=param.device)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            return module.feature_map(x.reshape((-1,) + tuple(image_shape)))
+    finally:
+        module.train(was_training)
+
+
+def feature_map_mutual_information(model, X, image_shape, *, bins=16, random_state=0):
+    """MI between the input image and each feature map, bias-corrected.
+
+    Every feature map of the encoder's last conv layer is resampled
+    (bilinearly) to the image grid; the pairs (pixel value, map value) over
+    all pixels of all images give a plug-in MI. The same is computed after
+    shuffling the pixels of each image (which destroys the spatial
+    correspondence but keeps both marginals), and subtracted.
+
+    Parameters
+    ----------
+    model : estimator or torch.nn.Module
+        A fitted :class:`~skmic.IICClustering` or
+        :class:`~skmic.DeepInfoMaxEmbedder` with a conv encoder, or a
+        :class:`~skmic.nn.encoders.ConvEncoder`.
+    X : array-like of shape (n_samples, C*H*W)
+    image_shape : tuple of int
+        ``(C, H, W)``; MI is measured against the channel mean.
+    bins : int, default=16
+    random_state : int, default=0
+        Seed of the shuffled baseline.
+
+    Returns
+    -------
+    mi : ndarray of shape (n_maps,)
+        Corrected MI (nats) of each map.
+    raw : ndarray of shape (n_maps,)
+        Uncorrected plug-in MI.
+    """
+    image_shape = tuple(image_shape) if len(image_shape) == 3 else (1,) + tuple(image_shape)
+    maps = _feature_maps(model, X, image_shape)
+    _, h, w = image_shape
+    up = F.interpolate(maps.float(), size=(h, w), mode="bilinear", align_corners=False).cpu().numpy()
+    img = np.asarray(X, dtype=np.float64).reshape((-1,) + image_shape).mean(1)  # (n, H, W)
+    rng = np.random.default_rng(random_state)
+    perm = np.argsort(rng.random(img.reshape(len(img), -1).shape), axis=1)
+    shuffled = np.take_along_axis(img.reshape(len(img), -1), perm, axis=1)
+    raw = np.array([histogram_mutual_information(img, up[:, c], bins) for c in range(up.shape[1])])
+    base = np.array([histogram_mutual_information(shuffled, up[:, c].reshape(len(img), -1), bins) for c in range(up.shape[1])])
+    return raw - base, raw
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_feature_maps(model, X, image_shape, *, sample=0, top=8, bins=16):
+    """The ``top`` feature maps of one sample, ranked by corrected MI with the input.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    mi, _ = feature_map_mutual_information(model, X, image_shape, bins=bins)
+    image_shape = tuple(image_shape) if len(image_shape) == 3 else (1,) + tuple(image_shape)
+    maps = _feature_maps(model, np.asarray(X)[sample : sample + 1], image_shape)[0].cpu().numpy()
+    order = np.argsort(mi)[::-1][:top]
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(order) + 1, figsize=(1.6 * (len(order) + 1), 1.9))
+    axes[0].imshow(np.asarray(X)[sample].reshape(image_shape).mean(0), cmap="gray_r")
+    axes[0].set_title("input", fontsize=8)
+    for ax, c in zip(axes[1:], order):
+        ax.imshow(maps[c], cmap="viridis")
+        ax.set_title(f"map {c}\nMI {mi[c]:.3f}", fontsize=7)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(estimator, keys=("loss",)):
+    """Training curves from a fitted estimator's ``history_``."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3))
+    history = estimator.history_
+    x_key = "epoch" if "epoch" in history[0] else "iteration"
+    for key in keys:
+        ax.plot([r[x_key] for r in history if key in r], [r[key] for r in history if key in r], label=key)
+    ax.set_xlabel(x_key)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_cluster_samples(X, labels, image_shape, *, per_cluster=8, random_state=0):
+    """A row of sample images for every cluster."""
+    plt = _plt()
+    image_shape = tuple(image_shape) if len(image_shape) == 3 else (1,) + tuple(image_shape)
+    clusters = np.unique(labels)
+    rng = np.random.default_rng(random_state)
+    fig, axes = plt.subplots(len(clusters), per_cluster, figsize=(per_cluster * 0.8, len(clusters) * 0.85), squeeze=False)
+    for row, k in zip(axes, clusters):
+        members = np.flatnonzero(labels == k)
+        chosen = rng.choice(members, size=min(per_cluster, len(members)), replace=False)
+        for j, ax in enumerate(row):
+            ax.axis("off")
+            if j < len(chosen):
+                ax.imshow(np.asarray(X)[chosen[j]].reshape(image_shape).mean(0), cmap="gray_r")
+        row[0].set_title(f"cluster {k} ({len(members)})", fontsize=7, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_contingency(y_true, y_pred):
+    """The class x cluster counts, clusters ordered by their Hungarian match."""
+    from sklearn.metrics.cluster import contingency_matrix
+
+    plt = _plt()
+    classes, clusters = np.unique(y_true), np.unique(y_pred)
+    table = contingency_matrix(y_true, y_pred)
+    mapping = cluster_mapping(y_true, y_pred)
+    class_index = {c: i for i, c in enumerate(classes)}
+    order = sorted(range(len(clusters)), key=lambda j: class_index.get(mapping.get(clusters[j]), len(classes) + j))
+    table = table[:, order]
+    fig, ax = plt.subplots(figsize=(0.5 * len(clusters) + 2, 0.5 * len(classes) + 1.5))
+    ax.imshow(table, cmap="Blues")
+    for i in range(table.shape[0]):
+        for j in range(table.shape[1]):
+            ax.text(j, i, table[i, j], ha="center", va="center", fontsize=6)
+    ax.set_xticks(range(len(order)), [str(clusters[j]) for j in order])
+    ax.set_yticks(range(len(classes)), [str(c) for c in classes])
+    ax.set_xlabel("cluster (ordered by matched class)")
+    ax.set_ylabel("class")
+    fig.tight_layout()
+    return fig
