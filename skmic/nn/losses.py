@@ -5,7 +5,6 @@ Sections: IIC (mutual information of paired assignments), DEC (Student-t
 assignment, target distribution, KL), DIM (JSD, InfoNCE and DV estimators).
 """
 
-import math
 
 import torch
 
