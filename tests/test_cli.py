@@ -23,6 +23,18 @@ def test_run_benchmark_records_scores():
     assert "| wine | kmeans | 2 |" in table and "acc" in table.splitlines()[0]
 
 
+def test_iic_runs_report_sub_heads(monkeypatch):
+    from skmic import IICClustering
+    from skmic import benchmark
+
+    monkeypatch.setitem(benchmark.ESTIMATORS, "iic", lambda seed, shape, k: IICClustering(
+        k, n_init=1, max_epochs=2, hidden_layer_sizes=(8,), random_state=seed, device="cpu"))
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        run = run_benchmark(["iic"], ["wine"], [0], log=lambda line: None)[0]
+    assert 0 < run["subhead_worst_acc"] <= run["subhead_mean_acc"] <= 1
+
+
 def test_help_runs_as_a_subprocess():
     out = subprocess.run([sys.executable, "-m", "skmic", "--help"], capture_output=True, text=True, check=True)
     assert "demo" in out.stdout
