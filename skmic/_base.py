@@ -345,6 +345,15 @@ class BaseTorchEstimator(BaseEstimator):
             return copy.deepcopy(module).double(), torch.float64
         return module, torch.float32
 
+    def _infer(self, module, fn, X):
+        """``fn(module, batch)`` over the rows of ``X``, batched, under no_grad.
+
+        Uses the inference copy of ``module`` (see :meth:`_for_inference`)
+        and feeds it batches in the matching dtype; returns NumPy.
+        """
+        module, dtype = self._for_inference(module)
+        return self._batched(lambda x: fn(module, x), X, dtype=dtype)
+
     def _check_fitted_input(self, X):
         check_is_fitted(self)
         return self._validate_input(X, reset=False)

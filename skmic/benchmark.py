@@ -215,8 +215,7 @@ def _subhead_scores(est, X, y):
     """Mean and worst ACC over IIC's main sub-heads (its known weakness)."""
     if not hasattr(est, "best_head_"):
         return {}
-    net, dtype = est._for_inference(est.network_)
-    labels = est._batched(lambda x: net.main(net(x)).argmax(2), est._check_fitted_input(X), dtype=dtype)
+    labels = est._infer(est.network_, lambda net, x: net.main(net(x)).argmax(2), est._check_fitted_input(X))
     accs = [cluster_accuracy(y, labels[:, h]) for h in range(labels.shape[1])]
     return {"subhead_mean_acc": float(np.mean(accs)), "subhead_worst_acc": float(min(accs))}
 

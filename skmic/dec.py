@@ -347,9 +347,9 @@ class DECClustering(
 
     # ------------------------------------------------------------- inference
     def _inference(self, X, fn):
-        encoder, dtype = self._for_inference(self.encoder_)
-        centers = torch.as_tensor(self.cluster_centers_, device=self.device_).to(dtype)
-        return self._batched(lambda x: fn(encoder(x), centers), X, dtype=dtype)
+        """``fn(embedding, centres)`` over the rows of ``X``."""
+        centers = torch.as_tensor(self.cluster_centers_, device=self.device_)
+        return self._infer(self.encoder_, lambda enc, x: fn(enc(x), centers.to(x.dtype)), X)
 
     def predict_proba(self, X):
         """Soft assignment ``q`` of each sample to the centroids.

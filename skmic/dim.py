@@ -237,8 +237,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             In the dtype of ``X`` (float32 or float64).
         """
         X = self._check_fitted_input(X)
-        encoder, dtype = self._for_inference(self.network_.encoder)
-        return self._batched(lambda x: encoder(x)[1], X, dtype=dtype).astype(X.dtype, copy=False)
+        return self._infer(self.network_.encoder, lambda enc, x: enc(x)[1], X).astype(X.dtype, copy=False)
 
     def score(self, X, y=None):
         """Estimated mutual information between codes and features on ``X``.

@@ -75,6 +75,11 @@ class IICClustering(
         ``g(x, generator) -> x'`` on a float tensor batch of flat rows
         (same shape and dtype out, randomness from the given
         :class:`torch.Generator`), or a list of these applied in order.
+        "auto" is "affine" for images and "tabular" otherwise. On very small
+        images (scikit-learn's 8x8 digits) "elastic" did markedly better
+        (median ACC 0.968 in under 3 minutes on 2 CPU cores with
+        ``max_epochs=40``, against 0.849 for affine; benchmarks/results/);
+        on MNIST the affine default did better.
     head_training : {"joint", "alternate"}, default="joint"
         "joint": every step trains the main and the over-clustering heads
         (their losses are summed), one pass per epoch. "alternate": each
@@ -358,9 +363,8 @@ class IICClustering(
         return self._proba(self._check_fitted_input(X))
 
     def _proba(self, X):
-        net, dtype = self._for_inference(self.network_)
         head = self.best_head_
-        return self._batched(lambda x: net.main(net(x))[:, head].double(), X, dtype=dtype)
+        return self._infer(self.network_, lambda net, x: net.main(net(x))[:, head].double(), X)
 
     def transform(self, X):
         """The learned representation (trunk output, before the heads).
@@ -374,8 +378,7 @@ class IICClustering(
         features : ndarray of shape (n_samples, n_features_out)
         """
         X = self._check_fitted_input(X)
-        net, dtype = self._for_inference(self.network_)
-        return self._batched(net, X, dtype=dtype).astype(X.dtype, copy=False)
+        return self._infer(self.network_, lambda net, x: net(x), X).astype(X.dtype, copy=False)
 
     def score(self, X, y=None):
         """Mutual information (nats) of the best head between ``X`` and ``g(X)``.
