@@ -18,7 +18,7 @@ class CLIError(Exception):
 #: (``set_params`` arguments; the estimators' defaults train longer)
 DEMO_ESTIMATORS = {
     "kmeans": {},
-    "iic": {"n_init": 1, "max_epochs": 15},
+    "iic": {"n_init": 1, "max_epochs": 20, "perturbation": "elastic"},
     "dec": {"pretrain_epochs": 30, "max_iter": 500},
     "dim-kmeans": {"max_epochs": 5},
 }
