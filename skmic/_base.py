@@ -287,9 +287,8 @@ class BaseTorchEstimator(BaseEstimator):
             with seeded(self._fit_seed(), self.device_):
                 self._fit(X)
         except BaseException:
-            for name in set(vars(self)) - before:
-                delattr(self, name)
-            for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("_")]:
+            # leave no half-fitted state: what this fit added, and every fitted attribute
+            for name in [n for n in vars(self) if n not in before or (n.endswith("_") and not n.startswith("_"))]:
                 delattr(self, name)
             raise
         return self
