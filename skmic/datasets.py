@@ -20,7 +20,20 @@ __all__ = ["get_data_home", "load_mnist", "load_pendigits", "load_usps"]
 
 
 class DatasetError(ValueError):
-    """A dataset file is missing, truncated or not what it should be."""
+    """A dataset file is missing, truncated or not what it should be.
+
+    Raised by the readers of this module with a message that names the file
+    and what is wrong with it. It subclasses :class:`ValueError`.
+
+    Examples
+    --------
+    >>> from skmic.datasets import DatasetError, load_pendigits
+    >>> try:
+    ...     load_pendigits("/nonexistent")
+    ... except DatasetError as exc:
+    ...     print(str(exc).split(" not found")[0])
+    /nonexistent/pendigits/pendigits.tra
+    """
 
 
 def get_data_home(data_home=None):
@@ -36,6 +49,12 @@ def get_data_home(data_home=None):
     Returns
     -------
     Path
+
+    Examples
+    --------
+    >>> from skmic.datasets import get_data_home
+    >>> get_data_home("/data/skmic").as_posix()
+    '/data/skmic'
     """
     if data_home is not None:
         return Path(data_home)
@@ -125,6 +144,29 @@ def load_mnist(data_home=None, *, subset="test", return_X_y=False):
     data : Bunch or tuple
         ``data`` (n, 784) float32 in [0, 1], ``target`` (n,) int64,
         ``images`` (n, 28, 28), ``image_shape`` ``(1, 28, 28)``.
+
+    Raises
+    ------
+    DatasetError
+        If a file is missing, truncated, or holds the wrong shape or labels.
+
+    Examples
+    --------
+    The files are not shipped with skmic, so this example only runs where
+    the MNIST files are in the data directory (hence the ``+SKIP``):
+
+    >>> from skmic.datasets import load_mnist
+    >>> X, y = load_mnist(subset="test", return_X_y=True)  # doctest: +SKIP
+    >>> X.shape, X.dtype, y.shape  # doctest: +SKIP
+    ((10000, 784), dtype('float32'), (10000,))
+
+    Without the files the reader fails with a message naming the missing
+    file:
+
+    >>> load_mnist("/nonexistent")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    skmic.datasets.DatasetError: /nonexistent/mnist/t10k-images-idx3-ubyte.gz not found. ...
     """
     root = get_data_home(data_home) / "mnist"
 
@@ -159,6 +201,21 @@ def load_usps(data_home=None, *, subset="all", return_X_y=False):
     data : Bunch or tuple
         ``data`` (n, 256) float32 in [0, 1], ``target`` int64,
         ``image_shape`` ``(1, 16, 16)``.
+
+    Raises
+    ------
+    DatasetError
+        If the file is missing, unreadable or not USPS.
+
+    Examples
+    --------
+    Needs ``usps/usps.h5`` in the data directory (not shipped with skmic,
+    hence the ``+SKIP``):
+
+    >>> from skmic.datasets import load_usps
+    >>> usps = load_usps()  # doctest: +SKIP
+    >>> usps.data.shape, usps.image_shape  # doctest: +SKIP
+    ((9298, 256), (1, 16, 16))
     """
     path = _require(get_data_home(data_home) / "usps" / "usps.h5")
     try:
@@ -203,6 +260,21 @@ def load_pendigits(data_home=None, *, subset="all", return_X_y=False):
     -------
     data : Bunch or tuple
         ``data`` (n, 16) float32 in [0, 1], ``target`` int64.
+
+    Raises
+    ------
+    DatasetError
+        If a file is missing or is not a pendigits CSV.
+
+    Examples
+    --------
+    Needs ``pendigits/pendigits.tra`` and ``.tes`` in the data directory
+    (not shipped with skmic, hence the ``+SKIP``):
+
+    >>> from skmic.datasets import load_pendigits
+    >>> X, y = load_pendigits(return_X_y=True)  # doctest: +SKIP
+    >>> X.shape, sorted(set(y.tolist())) == list(range(10))  # doctest: +SKIP
+    ((10992, 16), True)
     """
     root = get_data_home(data_home) / "pendigits"
 

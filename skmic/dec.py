@@ -107,7 +107,7 @@ class DECClustering(
         pretrained encoder).
     encoder_ : torch.nn.Module
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
     device_ : torch.device
 
     See Also

@@ -125,7 +125,7 @@ class IICClustering(
     image_shape_ : tuple of int or None
         ``image_shape`` as ``(C, H, W)``.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Defined when ``X`` has string column names.
     device_ : torch.device
 

@@ -114,6 +114,31 @@ def feature_map_mutual_information(model, X, image_shape, *, bins=16, random_sta
         Corrected MI (nats) of each map.
     raw : ndarray of shape (n_maps,)
         Uncorrected plug-in MI.
+
+    See Also
+    --------
+    plot_feature_maps : The maps of one sample, ranked by this MI.
+    histogram_mutual_information : The plug-in estimate used for each map.
+
+    Examples
+    --------
+    A module only needs a ``feature_map`` method. Here map 0 copies the
+    image and map 1 is its negative plus noise:
+
+    >>> import numpy as np
+    >>> import torch
+    >>> from skmic.inspection import feature_map_mutual_information
+    >>> class TwoMaps(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.scale = torch.nn.Parameter(torch.ones(1))
+    ...     def feature_map(self, x):
+    ...         noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
+    ...         return torch.cat([x * self.scale, noise - x], 1)
+    >>> X = np.random.default_rng(0).random((50, 64))
+    >>> mi, raw = feature_map_mutual_information(TwoMaps(), X, (1, 8, 8), bins=8)
+    >>> mi.shape, bool(mi[0] > mi[1] > 0), bool((raw >= mi).all())
+    ((2,), True, True)
     """
     image_shape = tuple(image_shape) if len(image_shape) == 3 else (1,) + tuple(image_shape)
     maps = _feature_maps(model, X, image_shape)
@@ -137,9 +162,38 @@ def _plt():
 def plot_feature_maps(model, X, image_shape, *, sample=0, top=8, bins=16):
     """The ``top`` feature maps of one sample, ranked by corrected MI with the input.
 
+    The ranking is computed over all of ``X`` with
+    :func:`feature_map_mutual_information`; the figure shows the input image
+    ``X[sample]`` and its ``top`` highest-ranked maps, each titled with its
+    index and MI.
+
+    Parameters
+    ----------
+    model : estimator or torch.nn.Module
+        As in :func:`feature_map_mutual_information`.
+    X : array-like of shape (n_samples, C*H*W)
+    image_shape : tuple of int
+        ``(C, H, W)`` or ``(H, W)``.
+    sample : int, default=0
+        Row of ``X`` whose maps are shown.
+    top : int, default=8
+        Number of maps shown.
+    bins : int, default=16
+        Histogram bins of the MI estimate.
+
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmic.inspection import plot_feature_maps
+    >>> from skmic.nn.encoders import ConvEncoder
+    >>> X = np.random.default_rng(0).random((20, 64))
+    >>> fig = plot_feature_maps(ConvEncoder((1, 8, 8), (4,)), X, (8, 8), top=3)
+    >>> len(fig.axes)  # the input and three maps
+    4
     """
     mi, _ = feature_map_mutual_information(model, X, image_shape, bins=bins)
     image_shape = tuple(image_shape) if len(image_shape) == 3 else (1,) + tuple(image_shape)
@@ -159,7 +213,33 @@ def plot_feature_maps(model, X, image_shape, *, sample=0, top=8, bins=16):
 
 
 def plot_history(estimator, keys=("loss",)):
-    """Training curves from a fitted estimator's ``history_``."""
+    """Training curves from a fitted estimator's ``history_``.
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+        Any skmic estimator with a ``history_`` list of dicts (per epoch,
+        or per target update for :class:`~skmic.DECClustering`).
+    keys : sequence of str, default=("loss",)
+        Entries of the records to plot (e.g. ``"delta_label"`` for DEC),
+        against ``epoch`` or, when absent, ``iteration``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_blobs
+    >>> from skmic import DeepInfoMaxEmbedder
+    >>> from skmic.inspection import plot_history
+    >>> X, _ = make_blobs(60, n_features=4, random_state=0)
+    >>> dim = DeepInfoMaxEmbedder(n_components=2, hidden_layer_sizes=(8,), critic_dim=8,
+    ...                           max_epochs=2, random_state=0, device="cpu").fit(X)
+    >>> fig = plot_history(dim)
+    >>> fig.axes[0].get_xlabel()
+    'epoch'
+    """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3))
     history = estimator.history_
@@ -173,7 +253,35 @@ def plot_history(estimator, keys=("loss",)):
 
 
 def plot_cluster_samples(X, labels, image_shape, *, per_cluster=8, random_state=0):
-    """A row of sample images for every cluster."""
+    """A row of sample images for every cluster.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, C*H*W)
+        Flattened images (the channel mean is shown).
+    labels : array-like of shape (n_samples,)
+        Cluster of each row, e.g. ``labels_`` of a fitted clusterer.
+    image_shape : tuple of int
+        ``(C, H, W)`` or ``(H, W)``.
+    per_cluster : int, default=8
+        Images per row, drawn at random from the cluster's members.
+    random_state : int, default=0
+        Seed of that draw.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One row per cluster, titled with its id and size.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skmic.inspection import plot_cluster_samples
+    >>> X, y = load_digits(return_X_y=True)
+    >>> fig = plot_cluster_samples(X[:100], y[:100], (8, 8), per_cluster=4)
+    >>> len(fig.axes)  # 10 clusters x 4 images
+    40
+    """
     plt = _plt()
     image_shape = tuple(image_shape) if len(image_shape) == 3 else (1,) + tuple(image_shape)
     clusters = np.unique(labels)
@@ -192,7 +300,33 @@ def plot_cluster_samples(X, labels, image_shape, *, per_cluster=8, random_state=
 
 
 def plot_contingency(y_true, y_pred):
-    """The class x cluster counts, clusters ordered by their Hungarian match."""
+    """The class x cluster counts, clusters ordered by their Hungarian match.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        Classes.
+    y_pred : array-like of shape (n_samples,)
+        Cluster ids; there may be more or fewer clusters than classes.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        A heat map with one row per class and one column per cluster; the
+        column of the cluster matched to the i-th class comes i-th, so a good
+        clustering shows a bright diagonal. Unmatched clusters come last.
+
+    See Also
+    --------
+    skmic.metrics.cluster_mapping : The matching used to order the columns.
+
+    Examples
+    --------
+    >>> from skmic.inspection import plot_contingency
+    >>> fig = plot_contingency([0, 0, 1, 1, 2], [2, 2, 0, 0, 1])
+    >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    ['2', '0', '1']
+    """
     from sklearn.metrics.cluster import contingency_matrix
 
     plt = _plt()

@@ -149,6 +149,22 @@ def kmeans(X, n_clusters, *, n_init=10, max_iter=300, tol=1e-4, init="k-means++"
         Sum of squared distances to the nearest centre.
     n_iter : int
         Lloyd iterations of the winning restart.
+
+    See Also
+    --------
+    KMeansBaseline : The scikit-learn estimator built on this function.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmic.kmeans import kmeans
+    >>> X = torch.tensor([[0.0, 0.0], [0.0, 1.0], [5.0, 5.0], [5.0, 6.0]])
+    >>> centers, labels, inertia, n_iter = kmeans(
+    ...     X, 2, n_init=3, generator=torch.Generator().manual_seed(0))
+    >>> sorted(centers.tolist())
+    [[0.0, 0.5], [5.0, 5.5]]
+    >>> bool(labels[0] == labels[1]), bool(labels[0] != labels[2]), inertia
+    (True, True, 1.0)
     """
     n, d = X.shape
     mean = X.mean(0)
@@ -244,7 +260,7 @@ class KMeansBaseline(
     n_iter_ : int
         Lloyd iterations of the kept restart.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Defined when ``X`` has string column names.
     device_ : torch.device
 

@@ -335,6 +335,18 @@ def sinkhorn_w2(a, b, cost, *, epsilon=0.005, n_iter=50):
     Returns
     -------
     Tensor of shape (n,), in the dtype of ``a``.
+
+    Examples
+    --------
+    All the mass of one point moved to the other, one unit away: the squared
+    distance is 1.
+
+    >>> import torch
+    >>> from skmic.perturbations import sinkhorn_w2
+    >>> cost = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    >>> a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    >>> round(float(sinkhorn_w2(a, b, cost, epsilon=0.01)[0]), 4)
+    1.0
     """
     if float(cost.max()) / epsilon > 700:
         raise ValueError(
@@ -398,6 +410,18 @@ class WassersteinPerturbation:
     max_tries : int, default=5
     grid : int or None, default=14
         Side of the grid the transport is computed on; None uses full size.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmic.perturbations import WassersteinPerturbation
+    >>> g = WassersteinPerturbation((1, 8, 8), eta=0.2)
+    >>> x = torch.rand(4, 64, generator=torch.Generator().manual_seed(0))
+    >>> x_pert = g(x, torch.Generator().manual_seed(1))
+    >>> x_pert.shape, x_pert.dtype
+    (torch.Size([4, 64]), torch.float32)
+    >>> float(g.distance(x, x).max()) < 1e-6  # identical images: distance 0
+    True
     """
 
     def __init__(self, image_shape, *, eta=0.1, proposal=None, epsilon=0.005, n_iter=50, max_tries=5, grid=14):
@@ -465,6 +489,14 @@ class Compose:
     Parameters
     ----------
     perturbations : sequence of callables ``g(x, generator)``
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmic.perturbations import Compose, ElasticPerturbation, ImagePerturbation
+    >>> g = Compose([ImagePerturbation((1, 8, 8)), ElasticPerturbation((1, 8, 8))])
+    >>> g(torch.rand(2, 64), torch.Generator().manual_seed(0)).shape
+    torch.Size([2, 64])
     """
 
     def __init__(self, perturbations):
@@ -498,7 +530,8 @@ def _named(name, image_shape):
     raise ValueError(f"unknown perturbation {name!r}; choose from {sorted(PERTURBATIONS)}.")
 
 
-#: names :func:`make_perturbation` knows
+#: The perturbation names that :func:`make_perturbation` (and so
+#: ``IICClustering(perturbation=...)``) accepts.
 PERTURBATIONS = ("auto", "affine", "elastic", "wasserstein", "tabular")
 
 
@@ -518,6 +551,19 @@ def make_perturbation(spec, image_shape=None):
     Returns
     -------
     callable
+
+    Examples
+    --------
+    >>> from skmic.perturbations import PERTURBATIONS, make_perturbation
+    >>> PERTURBATIONS
+    ('auto', 'affine', 'elastic', 'wasserstein', 'tabular')
+    >>> make_perturbation("auto", (1, 8, 8))
+    ImagePerturbation(image_shape=(1, 8, 8))
+    >>> make_perturbation("auto")
+    TabularPerturbation(noise=0.1, corruption=0.2)
+    >>> make_perturbation(["affine", "elastic"], (1, 8, 8))  # doctest: +NORMALIZE_WHITESPACE
+    Compose([ImagePerturbation(image_shape=(1, 8, 8)),
+             ElasticPerturbation(image_shape=(1, 8, 8), alpha=8.0, sigma=3.0)])
     """
     if isinstance(spec, str):
         return _named(spec, image_shape)
