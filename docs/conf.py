@@ -19,8 +19,9 @@ DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))
 
-import skmic  # noqa: E402
 import torch  # noqa: E402
+
+import skmic  # noqa: E402
 
 project = "skmic"
 author = "the skmic developers"

@@ -80,7 +80,7 @@ def test_results_summary_quotes_the_files():
     """Every number the summary quotes appears in a file that its row cites."""
     rows = list(_summary_rows())
     assert len(rows) >= 8
-    for target, status, measured, files in rows:
+    for target, _status, measured, files in rows:
         names = re.findall(r"<results-([\w.-]+)>", files) + re.findall(r"``([\w.-]+\.log)``", measured)
         assert names, f"row {target!r} cites no result file"
         texts = ""
