@@ -25,16 +25,47 @@ DEMO_ESTIMATORS = {
 
 
 def demo(args):
-    """Cluster scikit-learn's bundled digits with every estimator; print a table."""
+    """Cluster scikit-learn's bundled digits with every estimator; print a table, save a figure."""
     print("Clustering scikit-learn's digits (1797 images of 8x8) with", ", ".join(DEMO_ESTIMATORS))
     print("(short training budgets; see benchmarks/results/ for full runs)")
-    runs = []
+    runs, fitted = [], {}
+
+    def keep_labels(estimator, X, y):
+        fitted[len(fitted)] = (X, y, estimator[-1].labels_ if hasattr(estimator, "steps") else estimator.labels_)
+        return {}
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # short budgets: convergence warnings are expected here
         for name, params in DEMO_ESTIMATORS.items():
-            runs += run_benchmark([name], ["digits"], seeds=[args.seed], params=params)
+            runs += run_benchmark([name], ["digits"], seeds=[args.seed], params=params, extra_metrics=keep_labels)
     print(format_table(runs))
+    if args.figure:
+        _demo_figure(runs, list(fitted.values()), args.figure)
+        print(f"figure: {args.figure}")
     return 0
+
+
+def _demo_figure(runs, fitted, path):
+    """One row per estimator: the mean image of each cluster, under the class it matches."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .metrics import cluster_mapping
+
+    fig, axes = plt.subplots(len(runs), 10, figsize=(10, 1.15 * len(runs) + 0.3), squeeze=False)
+    for row, (run, (X, y, labels)) in zip(axes, zip(runs, fitted)):
+        mapping = cluster_mapping(y, labels)
+        by_class = {cls: c for c, cls in mapping.items()}
+        for ax, cls in zip(row, range(10)):
+            members = labels == by_class[cls] if cls in by_class else np.zeros(len(labels), bool)
+            ax.imshow(X[members].mean(0).reshape(8, 8) if members.any() else np.zeros((8, 8)), cmap="gray_r")
+            ax.set_xticks([]), ax.set_yticks([])
+        row[0].set_ylabel(f"{run['estimator']}\nACC {run['acc']:.2f}", rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle("Mean image of each cluster, placed under the digit it matches (Hungarian)", fontsize=9)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
 
 
 def read_table(path):
@@ -133,6 +164,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="cluster scikit-learn's digits with every estimator")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--figure", default="skmic_demo.png", help="where to save the figure ('' for none)")
     p.set_defaults(func=demo)
 
     p = sub.add_parser("cluster", help="cluster the rows of a .csv/.npy/.npz/.parquet file")

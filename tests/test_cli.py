@@ -122,3 +122,18 @@ def test_benchmark_command_prints_and_saves(tmp_path, capsys):
                  "--name", "t", "--out-dir", str(tmp_path)]) == 0
     assert "| wine | kmeans | 1 |" in capsys.readouterr().out
     assert (tmp_path / "t.md").is_file() and (tmp_path / "t.json").is_file()
+
+
+def test_demo_prints_a_table_and_saves_its_figure(monkeypatch, tmp_path, capsys):
+    from skmic import cli
+
+    monkeypatch.setattr(cli, "DEMO_ESTIMATORS", {
+        "kmeans": {"n_init": 2},
+        "iic": {"n_init": 1, "max_epochs": 1, "n_heads": 1, "conv_channels": (4, 8, 8)},
+        "dim-kmeans": {"max_epochs": 1},
+    })
+    figure = tmp_path / "demo.png"
+    assert main(["demo", "--figure", str(figure)]) == 0
+    out = capsys.readouterr().out
+    assert "| digits | kmeans |" in out and "| digits | dim-kmeans |" in out and str(figure) in out
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
