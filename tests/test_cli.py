@@ -137,3 +137,30 @@ def test_demo_prints_a_table_and_saves_its_figure(monkeypatch, tmp_path, capsys)
     out = capsys.readouterr().out
     assert "| digits | kmeans |" in out and "| digits | dim-kmeans |" in out and str(figure) in out
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _skmic(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "skmic", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("command", ["demo", "cluster", "benchmark"])
+def test_every_command_has_help(command):
+    out = _skmic(command, "--help")
+    assert out.returncode == 0 and f"usage: skmic {command}" in out.stdout
+
+
+def test_cluster_and_benchmark_as_subprocesses(blob_files, tmp_path):
+    out = _skmic("cluster", str(tmp_path / "X.npy"), "--method", "kmeans", "--n-clusters", "3",
+                 "--output", str(tmp_path / "labels.csv"), "--verbose", "0")
+    assert out.returncode == 0, out.stderr
+    assert len(pd.read_csv(tmp_path / "labels.csv")) == len(np.load(tmp_path / "X.npy"))
+    out = _skmic("benchmark", "--estimators", "kmeans", "--datasets", "wine", "--seeds", "0")
+    assert out.returncode == 0 and "| wine | kmeans | 1 |" in out.stdout
+
+
+@pytest.mark.slow
+def test_demo_as_a_subprocess_with_its_real_budgets(tmp_path):
+    out = _skmic("demo", "--figure", "demo.png", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert all(f"| digits | {name} |" in out.stdout for name in ("kmeans", "iic", "dec", "dim-kmeans"))
+    assert (tmp_path / "demo.png").stat().st_size > 0
