@@ -28,10 +28,10 @@ def demo(args):
     """Cluster scikit-learn's bundled digits with every estimator; print a table, save a figure."""
     print("Clustering scikit-learn's digits (1797 images of 8x8) with", ", ".join(DEMO_ESTIMATORS))
     print("(short training budgets; see benchmarks/results/ for full runs)")
-    runs, fitted = [], {}
+    runs, fitted = [], []
 
     def keep_labels(estimator, X, y):
-        fitted[len(fitted)] = (X, y, estimator[-1].labels_ if hasattr(estimator, "steps") else estimator.labels_)
+        fitted.append((X, y, estimator[-1].labels_ if hasattr(estimator, "steps") else estimator.labels_))
         return {}
 
     with warnings.catch_warnings():
@@ -40,7 +40,7 @@ def demo(args):
             runs += run_benchmark([name], ["digits"], seeds=[args.seed], params=params, extra_metrics=keep_labels)
     print(format_table(runs))
     if args.figure:
-        _demo_figure(runs, list(fitted.values()), args.figure)
+        _demo_figure(runs, fitted, args.figure)
         print(f"figure: {args.figure}")
     return 0
 
@@ -52,14 +52,13 @@ def _demo_figure(runs, fitted, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .metrics import cluster_mapping
+    from .metrics import remap_labels
 
     fig, axes = plt.subplots(len(runs), 10, figsize=(10, 1.15 * len(runs) + 0.3), squeeze=False)
     for row, (run, (X, y, labels)) in zip(axes, zip(runs, fitted)):
-        mapping = cluster_mapping(y, labels)
-        by_class = {cls: c for c, cls in mapping.items()}
+        matched = remap_labels(y, labels)
         for ax, cls in zip(row, range(10)):
-            members = labels == by_class[cls] if cls in by_class else np.zeros(len(labels), bool)
+            members = matched == cls
             ax.imshow(X[members].mean(0).reshape(8, 8) if members.any() else np.zeros((8, 8)), cmap="gray_r")
             ax.set_xticks([]), ax.set_yticks([])
         row[0].set_ylabel(f"{run['estimator']}\nACC {run['acc']:.2f}", rotation=0, ha="right", va="center", fontsize=8)
