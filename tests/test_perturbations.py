@@ -92,7 +92,12 @@ def test_check_perturbation_rejects_bad_outputs():
 # ------------------------------------------------- elastic and Wasserstein
 from scipy.optimize import linear_sum_assignment  # noqa: E402
 
-from skmic.perturbations import ElasticPerturbation, WassersteinPerturbation, _pixel_cost, sinkhorn_w2  # noqa: E402
+from skmic.perturbations import (  # noqa: E402
+    ElasticPerturbation,
+    WassersteinPerturbation,
+    _pixel_cost,
+    sinkhorn_w2,
+)
 
 
 @pytest.mark.parametrize("g", [ElasticPerturbation((1, 8, 8)), WassersteinPerturbation((1, 8, 8), max_tries=2)])
@@ -109,8 +114,9 @@ def test_elastic_without_strength_is_identity():
     torch.testing.assert_close(ElasticPerturbation((1, 6, 6), alpha=0.0)(x, gen()), x, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("geometry", ["dense", "grid"])
 @pytest.mark.parametrize("seed", range(5))
-def test_sinkhorn_matches_exact_ot_on_point_masses(seed):
+def test_sinkhorn_matches_exact_ot_on_point_masses(seed, geometry):
     """Equal-mass point sets: exact squared W2 by linear_sum_assignment; Sinkhorn within 2%."""
     rng = np.random.default_rng(seed)
     cost = _pixel_cost(8, 8, "cpu", torch.float64)
@@ -122,8 +128,19 @@ def test_sinkhorn_matches_exact_ot_on_point_masses(seed):
     sub = cost[src][:, dst].numpy()
     rows, cols = linear_sum_assignment(sub)
     exact = sub[rows, cols].mean()
-    estimate = sinkhorn_w2(a, b, cost, epsilon=0.005, n_iter=500).item()
+    estimate = sinkhorn_w2(a, b, cost if geometry == "dense" else (8, 8), epsilon=0.005, n_iter=500).item()
     assert estimate == pytest.approx(exact, rel=0.02)
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (12, 12)])
+def test_separable_grid_kernel_equals_the_dense_cost_matrix(shape):
+    """The (h, w) grid geometry applied separably gives the dense cost's answer."""
+    rng = np.random.default_rng(0)
+    p = shape[0] * shape[1]
+    a, b = (torch.tensor(rng.random((4, p)) ** 4) for _ in range(2))
+    a, b = a / a.sum(1, keepdim=True), b / b.sum(1, keepdim=True)
+    dense = sinkhorn_w2(a, b, _pixel_cost(*shape, "cpu", torch.float64), epsilon=0.01)
+    torch.testing.assert_close(sinkhorn_w2(a, b, shape, epsilon=0.01), dense, rtol=1e-10, atol=0)
 
 
 def test_sinkhorn_of_identical_images_is_about_zero_and_rejects_tiny_epsilon():
