@@ -12,6 +12,8 @@ Everything is batched tensor code on the batch's device: no per-sample Python.
 * :class:`TabularPerturbation` -- Gaussian noise scaled per feature and
   random marginal corruption (entries replaced by the same feature of
   random other rows);
+* :class:`PointSetPerturbation` -- random affine maps and jitter of rows
+  that hold the (x, y) coordinates of 2-D points (pen strokes, landmarks);
 * :class:`ElasticPerturbation` -- smooth random displacement fields;
 * :class:`WassersteinPerturbation` -- proposals kept with probability
   ``exp(-W2(x, x')^2 / eta^2)``, the squared 2-Wasserstein distance between
@@ -19,7 +21,7 @@ Everything is batched tensor code on the batch's device: no per-sample Python.
 * :class:`Compose` -- several perturbations in sequence;
 * :func:`make_perturbation` -- the lookup by name used by
   :class:`~skmic.IICClustering` (``"affine"``, ``"elastic"``,
-  ``"wasserstein"``, ``"tabular"``, ``"auto"``)
+  ``"wasserstein"``, ``"tabular"``, ``"points"``, ``"auto"``)
   which also accepts any user callable.
 """
 
@@ -32,6 +34,7 @@ __all__ = [
     "Compose",
     "ElasticPerturbation",
     "ImagePerturbation",
+    "PointSetPerturbation",
     "TabularPerturbation",
     "WassersteinPerturbation",
     "make_perturbation",
@@ -41,6 +44,12 @@ __all__ = [
 
 def _uniform(n, low, high, generator, device, dtype):
     return low + (high - low) * torch.rand(n, generator=generator, device=device, dtype=dtype)
+
+
+def _rotation_shear(angle, shear):
+    """(n, 2, 2) matrices: a shear of x by y (angle ``shear``), then a rotation by ``angle`` (radians)."""
+    cos, sin, tan = angle.cos(), angle.sin(), shear.tan()
+    return torch.stack([cos, cos * tan - sin, sin, sin * tan + cos], 1).view(-1, 2, 2)
 
 
 def _range(value, name):
@@ -152,10 +161,8 @@ class ImagePerturbation:
         shear = u(-self.shear, self.shear) * math.pi / 180
         zoom = u(*self.scale)
         side = u(*self.crop) if self.crop is not None else torch.ones(n, device=device, dtype=dtype)
-        cos, sin, tan = angle.cos(), angle.sin(), shear.tan()
         # rotation @ shear(x by y), then shrink by zoom and crop window side
-        a = torch.stack([cos, cos * tan - sin, sin, sin * tan + cos], 1).view(n, 2, 2)
-        a = a * (side / zoom)[:, None, None]
+        a = _rotation_shear(angle, shear) * (side / zoom)[:, None, None]
         flips = torch.ones(n, 2, device=device, dtype=dtype)
         if self.hflip:
             flips[:, 0] = torch.where(torch.rand(n, generator=generator, device=device) < 0.5, -1.0, 1.0)
@@ -231,6 +238,77 @@ class TabularPerturbation:
 
     def __repr__(self):
         return f"TabularPerturbation(noise={self.noise}, corruption={self.corruption})"
+
+
+class PointSetPerturbation:
+    """Random affine maps of 2-D point sets stored as rows ``(x1, y1, x2, y2, ...)``.
+
+    For tables whose features are the coordinates of points of one shape:
+    pen trajectories (UCI pendigits: 8 points), landmarks, outlines. Each
+    row's points are rotated, sheared and zoomed about the centre of their
+    bounding box, shifted, and jittered point by point; shifts and jitter
+    are in units of the row's extent (the longer side of its bounding box),
+    so they mean the same whatever the coordinates' scale. A shape keeps its
+    identity under such maps, which is the invariance IIC should learn;
+    generic tabular noise (:class:`TabularPerturbation`) ignores that the
+    features are coordinates.
+
+    Parameters
+    ----------
+    rotation : float, default=15.0
+        Maximum rotation in degrees.
+    scale : float or (float, float), default=(0.9, 1.1)
+        Zoom factor range.
+    shear : float, default=10.0
+        Maximum shear angle in degrees.
+    translate : float, default=0.05
+        Maximum shift per axis, as a fraction of the row's extent.
+    noise : float, default=0.02
+        Standard deviation of the per-coordinate Gaussian jitter, as a
+        fraction of the row's extent.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmic.perturbations import PointSetPerturbation
+    >>> g = PointSetPerturbation()
+    >>> x = torch.rand(3, 16)  # 3 rows of 8 (x, y) points
+    >>> g(x, torch.Generator().manual_seed(0)).shape
+    torch.Size([3, 16])
+    """
+
+    def __init__(self, *, rotation=15.0, scale=(0.9, 1.1), shear=10.0, translate=0.05, noise=0.02):
+        self.rotation = rotation
+        self.scale = _range(scale, "scale")
+        self.shear = shear
+        self.translate = translate
+        self.noise = noise
+
+    def __call__(self, x, generator=None):
+        n, d = x.shape
+        if d % 2:
+            raise ValueError(f"point sets need an even number of features (x, y pairs); got {d}.")
+        points = x.reshape(n, d // 2, 2)
+        low, high = points.min(1, keepdim=True).values, points.max(1, keepdim=True).values
+        centre = (low + high) / 2
+        extent = (high - low).amax(2, keepdim=True).clamp_min(torch.finfo(x.dtype).eps)
+
+        def u(low, high):
+            return _uniform(n, low, high, generator, x.device, x.dtype)
+
+        angle = u(-self.rotation, self.rotation) * math.pi / 180
+        shear = u(-self.shear, self.shear) * math.pi / 180
+        a = _rotation_shear(angle, shear) * u(*self.scale)[:, None, None]
+        shift = self.translate * (2 * torch.rand(n, 1, 2, generator=generator, device=x.device, dtype=x.dtype) - 1)
+        jitter = self.noise * torch.randn(points.shape, generator=generator, device=x.device, dtype=x.dtype)
+        out = (points - centre) @ a.transpose(1, 2) + centre + (shift + jitter) * extent
+        return out.reshape(n, d)
+
+    def __repr__(self):
+        return (
+            f"PointSetPerturbation(rotation={self.rotation}, scale={self.scale}, shear={self.shear}, "
+            f"translate={self.translate}, noise={self.noise})"
+        )
 
 
 def _gaussian_kernel(sigma, device, dtype):
@@ -592,6 +670,8 @@ def _named(name, image_shape):
         name = "affine" if image_shape is not None else "tabular"
     if name == "tabular":
         return TabularPerturbation()
+    if name == "points":
+        return PointSetPerturbation()
     if image_shape is None:
         raise ValueError(
             f"perturbation={name!r} works on images: pass image_shape=(C, H, W) "
@@ -608,7 +688,7 @@ def _named(name, image_shape):
 
 #: The perturbation names that :func:`make_perturbation` (and so
 #: ``IICClustering(perturbation=...)``) accepts.
-PERTURBATIONS = ("auto", "affine", "elastic", "wasserstein", "tabular")
+PERTURBATIONS = ("auto", "affine", "elastic", "wasserstein", "tabular", "points")
 
 
 def make_perturbation(spec, image_shape=None):
@@ -618,7 +698,7 @@ def make_perturbation(spec, image_shape=None):
     ----------
     spec : str, callable or sequence of them
         A name from :data:`PERTURBATIONS` (``"auto"``: ``"affine"`` for
-        images, ``"tabular"`` otherwise; ``"elastic"`` and ``"wasserstein"``
+        images, ``"tabular"`` otherwise; ``"elastic"``, ``"wasserstein"`` and ``"points"``
         with their default parameters), a callable ``g(x, generator)``, or
         a list/tuple of these, composed in order (e.g.
         ``["affine", "elastic"]``).
@@ -632,7 +712,7 @@ def make_perturbation(spec, image_shape=None):
     --------
     >>> from skmic.perturbations import PERTURBATIONS, make_perturbation
     >>> PERTURBATIONS
-    ('auto', 'affine', 'elastic', 'wasserstein', 'tabular')
+    ('auto', 'affine', 'elastic', 'wasserstein', 'tabular', 'points')
     >>> make_perturbation("auto", (1, 8, 8))
     ImagePerturbation(image_shape=(1, 8, 8))
     >>> make_perturbation("auto")

@@ -55,6 +55,20 @@ def test_reproducible_and_restarts_keep_the_lowest_loss(blobs):
     assert a.head_losses_.min() == pytest.approx(a.restart_losses_.min())
 
 
+def test_screening_trains_only_the_best_restart_on(blobs):
+    X, _ = blobs
+    screened = tiny(n_clusters=3, n_init=3, screen_epochs=2, max_epochs=5).fit(X)
+    assert screened.restart_losses_.shape == (3,)
+    assert [r["epoch"] for r in screened.history_] == [1, 2, 3, 4, 5] and screened.n_iter_ == 5
+    # the kept restart trained on past the screen, so its loss is its own again
+    assert screened.head_losses_.min() != pytest.approx(screened.restart_losses_.min(), abs=1e-9)
+    # a screen as long as the training is no screen at all
+    full = tiny(n_clusters=3, n_init=3, max_epochs=5).fit(X)
+    same = tiny(n_clusters=3, n_init=3, screen_epochs=5, max_epochs=5).fit(X)
+    np.testing.assert_array_equal(full.labels_, same.labels_)
+    np.testing.assert_array_equal(full.restart_losses_, same.restart_losses_)
+
+
 def test_joint_head_training_and_no_overclustering(blobs):
     X, y = blobs
     for kw in (dict(head_training="joint"), dict(overclustering=0)):

@@ -7,6 +7,7 @@ import torch
 from skmic.perturbations import (
     Compose,
     ImagePerturbation,
+    PointSetPerturbation,
     TabularPerturbation,
     check_perturbation,
     make_perturbation,
@@ -23,6 +24,7 @@ def gen(seed=0):
         (ImagePerturbation((1, 8, 8)), torch.rand(6, 64)),
         (ImagePerturbation((3, 5, 7), hflip=True, vflip=True), torch.rand(4, 105)),
         (TabularPerturbation(), torch.rand(9, 4)),
+        (PointSetPerturbation(), torch.rand(5, 16)),
         (Compose([TabularPerturbation(noise=0.5), TabularPerturbation(corruption=0.5)]), torch.rand(9, 4)),
     ],
 )
@@ -157,7 +159,28 @@ def test_acceptance_falls_as_eta_shrinks(digits):
     assert rates[0] > rates[1] > rates[2]
 
 
+def test_point_sets_rotate_rigidly_about_their_box_centre():
+    """Rotation alone keeps every pairwise distance and the bounding-box centre's distances."""
+    x = torch.rand(7, 16, dtype=torch.float64)
+    g = PointSetPerturbation(rotation=40.0, scale=1.0, shear=0.0, translate=0.0, noise=0.0)
+    out = g(x, gen()).reshape(7, 8, 2)
+    pts = x.reshape(7, 8, 2)
+    torch.testing.assert_close(torch.cdist(out, out), torch.cdist(pts, pts))
+    centre = (pts.amin(1, keepdim=True) + pts.amax(1, keepdim=True)) / 2
+    torch.testing.assert_close((out - centre).norm(dim=2), (pts - centre).norm(dim=2))
+    assert not torch.allclose(out, pts)
+    # zoom and shift scale with the row's extent: the same shape 10x larger moves 10x as far
+    h = PointSetPerturbation(rotation=0.0, scale=(0.8, 1.2), shear=0.0, translate=0.1, noise=0.0)
+    torch.testing.assert_close(h(10 * x, gen(3)), 10 * h(x, gen(3)))
+
+
+def test_point_sets_need_coordinate_pairs():
+    with pytest.raises(ValueError, match="even number of features"):
+        check_perturbation(PointSetPerturbation(), torch.rand(4, 5), gen())
+
+
 def test_names_select_the_new_models():
     assert isinstance(make_perturbation("elastic", (1, 8, 8)), ElasticPerturbation)
     assert isinstance(make_perturbation("wasserstein", (1, 8, 8)), WassersteinPerturbation)
+    assert isinstance(make_perturbation("points"), PointSetPerturbation)
     assert isinstance(make_perturbation(["affine", "elastic"], (1, 8, 8)), Compose)
