@@ -11,6 +11,7 @@ from ._training import batches, train
 from .nn.critics import GlobalCritic, LocalCritic, PriorDiscriminator, grad_reverse
 from .nn.encoders import LocalGlobalEncoder, init_weights
 from .nn.losses import MI_ESTIMATORS, prior_matching_loss
+from .perturbations import PERTURBATIONS, check_perturbation, make_perturbation
 
 __all__ = ["DeepInfoMaxEmbedder"]
 
@@ -60,6 +61,16 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         Layers between the local map and the code.
     token_channels : int, default=16
         Width of each feature's token (tabular data).
+    perturbation : str, callable, list or None, default=None
+        None is the paper's DIM: the code ``Y`` of a sample is contrasted
+        with the features ``M`` of the same sample. Otherwise the positives
+        pair ``Y`` of a sample with ``M`` of a randomly perturbed copy of
+        it (a name from :data:`skmic.perturbations.PERTURBATIONS`, a
+        callable ``g(x, generator)`` or a list, as in
+        :class:`IICClustering`), the multi-view form of Bachman et al.
+        (AMDIM, 2019): the code must then predict features that survive the
+        perturbation, which groups samples by what the perturbation keeps.
+        Costs a second encoder pass per step.
     critic_dim : int, default=128
         Size of the critics' shared space.
     max_locations : int, default=64
@@ -129,6 +140,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         "token_channels": [Interval(numbers.Integral, 1, None, closed="left")],
         "critic_dim": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_locations": [Interval(numbers.Integral, 1, None, closed="left")],
+        "perturbation": [StrOptions(set(PERTURBATIONS)), callable, list, tuple, None],
     }
 
     def __init__(
@@ -143,6 +155,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         conv_channels=(32, 64, 128),
         hidden_layer_sizes=(512,),
         token_channels=16,
+        perturbation=None,
         critic_dim=128,
         max_locations=64,
         batch_size=64,
@@ -161,6 +174,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.conv_channels = conv_channels
         self.hidden_layer_sizes = hidden_layer_sizes
         self.token_channels = token_channels
+        self.perturbation = perturbation
         self.critic_dim = critic_dim
         self.max_locations = max_locations
         self.batch_size = batch_size
@@ -182,9 +196,15 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         if self.alpha == 0 and self.beta == 0:
             raise ValueError("alpha and beta are both 0: there is no mutual information to maximise.")
 
-    def _mi_loss(self, net, x, generator=None):
-        """alpha * global + beta * local estimator losses on a batch (and the code)."""
+    def _mi_loss(self, net, x, generator=None, view=None):
+        """alpha * global + beta * local estimator losses on a batch (and the code).
+
+        ``view`` (a perturbed copy of ``x``) supplies the features ``M``
+        when given; the code always comes from ``x``.
+        """
         local, code = net.encoder(x)
+        if view is not None:
+            local = net.encoder(view)[0]
         estimate = MI_ESTIMATORS[self.estimator]
         loss = 0.0
         if self.alpha:
@@ -206,9 +226,13 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         )
         net = init_weights(_DIMNetwork(encoder, self.critic_dim)).to(self.device_)
         optimizer = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
+        g = self._perturbation()
+        if g is not None:
+            check_perturbation(g, Xt[: min(len(Xt), 8)], generator)
 
         def step(idx, phase):
-            loss, code = self._mi_loss(net, Xt[idx], generator)
+            x = Xt[idx]
+            loss, code = self._mi_loss(net, x, generator, None if g is None else g(x, generator))
             if self.gamma:
                 prior = torch.rand(code.shape, generator=generator, device=code.device)
                 fake = net.discriminator(grad_reverse(torch.sigmoid(code)))
@@ -223,6 +247,11 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.history_ = result.history
         self.n_iter_ = result.n_epochs
         self._n_features_out = self.n_components
+
+    def _perturbation(self):
+        if self.perturbation is None:
+            return None
+        return make_perturbation(self.perturbation, self.image_shape_)
 
     def transform(self, X):
         """The code ``Y`` of each sample.
@@ -244,8 +273,9 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
         Minus the weighted (``alpha``, ``beta``) estimator loss, averaged
         over mini-batches of ``batch_size`` in eval mode, using every
-        location. Higher is better; compare models with the same estimator,
-        weights and batch size.
+        location; with a ``perturbation``, ``M`` comes from one draw of it
+        from a fixed seed (so repeated calls agree). Higher is better;
+        compare models with the same estimator, weights and batch size.
 
         Parameters
         ----------
@@ -259,12 +289,16 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         X = self._check_fitted_input(X)
         net = self.network_
         Xt = self._as_tensor(X).float()
+        g = self._perturbation()
+        generator = torch.Generator(self.device_).manual_seed(0)
         losses, sizes = [], []
         with torch.no_grad():
             for idx in batches(Xt.shape[0], self.batch_size, shuffle=False, device=Xt.device):
                 if len(idx) < 2:
                     continue
-                losses.append(float(self._mi_loss(net, Xt[idx])[0]))
+                x = Xt[idx]
+                view = None if g is None else g(x, generator)
+                losses.append(float(self._mi_loss(net, x, view=view)[0]))
                 sizes.append(len(idx))
         if not losses:
             raise ValueError("score needs at least 2 samples (negatives come from the batch).")

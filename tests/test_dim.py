@@ -84,3 +84,24 @@ def test_bad_parameters(blobs):
     X[3, 1] = np.inf
     with pytest.raises(ValueError, match="infinity"):
         tiny().fit(X)
+
+
+def test_perturbed_views_supply_the_local_features(digits):
+    """With a perturbation, M comes from a perturbed copy: the callable sees every training batch."""
+    X, _ = digits
+    X = X[:128]
+    calls = []
+
+    def shift(x, generator):
+        calls.append(x.shape[0])
+        return x + 0.1 * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+
+    dim = tiny(image_shape=(8, 8), conv_channels=(4, 8), perturbation=shift, max_epochs=2).fit(X)
+    assert sum(calls[1:]) == 2 * 128  # after the shape check, one copy per sample per epoch
+    assert dim.score(X) == dim.score(X)  # the view is drawn from a fixed seed
+    a = tiny(image_shape=(8, 8), conv_channels=(4, 8), perturbation="elastic").fit(X).transform(X)
+    b = tiny(image_shape=(8, 8), conv_channels=(4, 8), perturbation="elastic").fit(X).transform(X)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, tiny(image_shape=(8, 8), conv_channels=(4, 8)).fit(X).transform(X))
+    with pytest.raises(ValueError, match="perturbation must return"):
+        tiny(perturbation=lambda x, g: x[:, :2]).fit(X)
