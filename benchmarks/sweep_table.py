@@ -1,0 +1,48 @@
+"""Markdown table of an ``iic_sweep.py`` results file: one row per configuration.
+
+Example::
+
+    python benchmarks/sweep_table.py benchmarks/results/iic_perturbations_digits_cpu.json
+
+Prints, per configuration, the seeds, the median [min, max] ACC of the
+lowest-loss sub-head at the end, the mean sub-head ACC at the last
+checkpoint, the fit time and the throughput of the perturbation alone.
+"""
+
+import argparse
+import json
+
+import numpy as np
+
+
+def spread(values, digits=3):
+    values = np.asarray(values, dtype=float)
+    return f"{np.median(values):.{digits}f} [{values.min():.{digits}f}, {values.max():.{digits}f}]"
+
+
+def table(results):
+    rows = [
+        "| configuration | seeds | ACC (lowest-loss sub-head) | mean sub-head ACC | fit time (s) | perturbation (img/s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in dict.fromkeys(r["name"] for r in results):
+        runs = [r for r in results if r["name"] == name]
+        mean = [r["trace"][-1]["mean"] for r in runs if r["trace"]]
+        rows.append(
+            f"| {name} | {len(runs)} | {spread([r['acc'] for r in runs])} | "
+            f"{spread(mean) if mean else '-'} | {spread([r['time'] for r in runs], 0)} | "
+            f"{np.median([r['perturbed_images_per_s'] for r in runs]):,.0f} |"
+        )
+    return "\n".join(rows)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+")
+    for path in parser.parse_args().files:
+        with open(path) as f:
+            print(table(json.load(f)["results"]))
+
+
+if __name__ == "__main__":
+    main()
