@@ -10,6 +10,7 @@ Writes ``benchmarks/results/<name>.md`` and ``<name>.json``.
 
 import argparse
 import json
+import shlex
 import sys
 
 from skmic.benchmark import DATASETS, ESTIMATORS, save_results, run_benchmark
@@ -27,7 +28,7 @@ def main(argv=None):
     parser.add_argument("--notes", default="")
     args = parser.parse_args(argv)
     runs = run_benchmark(args.estimators, args.datasets, args.seeds, data_home=args.data_home, params=args.params)
-    command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python benchmarks/run.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     print(save_results(runs, args.name, args.out_dir, command=command, notes=args.notes))
 
 
