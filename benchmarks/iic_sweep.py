@@ -83,6 +83,7 @@ GRIDS = {
         "elastic": dict(perturbation="elastic"),
         "affine+elastic": dict(perturbation=["affine", "elastic"]),
         "wasserstein": dict(perturbation="wasserstein"),
+        "wasserstein(elastic)": dict(_wasserstein=dict(proposal="elastic")),
     },
     "perturbations-mnist": {
         "affine": dict(perturbation="affine", conv_channels=(16, 32, 64)),
@@ -114,6 +115,12 @@ def run_one(job):
     if params["_perturbation"]:
         params["perturbation"] = ImagePerturbation(shape, **params["_perturbation"])
     del params["_perturbation"]
+    if "_wasserstein" in params:  # a Wasserstein-bounded model around a named proposal
+        from skmic.perturbations import WassersteinPerturbation, make_perturbation
+
+        w = dict(params.pop("_wasserstein"))
+        w["proposal"] = make_perturbation(w["proposal"], shape)
+        params["perturbation"] = WassersteinPerturbation(shape, **w)
     trace = []
     start = time.perf_counter()
     train = _training.train  # the real loop (workers are reused between jobs)
