@@ -48,7 +48,7 @@ class DECClustering(
     rescale_input : bool, default=False
         Multiply the data by one constant, ``1 / sqrt(mean(X ** 2))`` of the
         training data, so that ``(1/d) ||x||^2`` is 1 on average, as the paper
-        normalises its datasets (section 4.1) before pretraining; the same
+        normalises its datasets before pretraining; the same
         constant (``input_scale_``) is applied in ``predict``,
         ``predict_proba`` and ``transform``. It is one scalar for the whole
         dataset, so the geometry of the data is unchanged; what changes is
