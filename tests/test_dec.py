@@ -44,6 +44,21 @@ def test_stops_on_tol_and_warns_at_max_iter(blobs):
     assert not dec.converged_ and dec.n_iter_ == 3
 
 
+def test_rescale_input(blobs):
+    X, _ = blobs
+    dec = tiny(rescale_input=True).fit(X)
+    assert dec.input_scale_ == pytest.approx(1 / np.sqrt(np.mean(X ** 2)))
+    # one constant for the whole data: fitting on 5 * X gives the same model of X
+    big = tiny(rescale_input=True).fit(5 * X)
+    assert big.input_scale_ == pytest.approx(dec.input_scale_ / 5)
+    np.testing.assert_array_equal(big.labels_, dec.labels_)
+    np.testing.assert_allclose(big.transform(5 * X), dec.transform(X), rtol=1e-3, atol=1e-4)
+    raw = tiny().fit(X)  # off by default
+    assert raw.input_scale_ == 1.0
+    assert not np.allclose(raw.transform(X), dec.transform(X))
+    assert tiny(rescale_input=True).fit(np.zeros((30, 4))).input_scale_ == 1.0
+
+
 def test_idec_reduces_to_dec_at_zero_weight(blobs):
     X, _ = blobs
     a = tiny(reconstruction_weight=0.0).fit(X)
