@@ -1,4 +1,4 @@
-"""Markdown table of an ``iic_sweep.py`` results file: one row per configuration.
+"""Markdown table of ``iic_sweep.py`` results files: one row per configuration.
 
 Example::
 
@@ -39,9 +39,11 @@ def table(results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+")
-    for path in parser.parse_args().files:
+    results = []
+    for path in parser.parse_args().files:  # several files make one table
         with open(path) as f:
-            print(table(json.load(f)["results"]))
+            results += json.load(f)["results"]
+    print(table(results))
 
 
 if __name__ == "__main__":
