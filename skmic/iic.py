@@ -58,12 +58,15 @@ class IICClustering(
         then trains on to ``max_epochs``. ``n_init`` full trainings cost
         ``n_init * max_epochs`` epochs, screening
         ``n_init * screen_epochs + max_epochs - screen_epochs``: the way to
-        afford several restarts on large data. It works because the
-        merged-class optima that restarts guard against show early: a
-        10-cluster head that merges two classes cannot reach the mutual
-        information of a good one (at most about ``ln 10 - 0.14`` nats),
-        and on MNIST the good and the merged runs were apart by epoch 5.
-        None trains every restart fully.
+        afford several restarts on large data. The idea: the merged-class
+        optima that restarts guard against show early (in a GPU sweep on
+        MNIST the runs that merged two classes had done so by epoch 5), and
+        a 10-cluster head that merges two balanced classes cannot reach
+        the mutual information of a good one (at most about
+        ``ln 10 - 0.14`` nats). How early is early enough is not settled:
+        on the MNIST test set, 4 restarts screened after 2 epochs kept a
+        merged run for 2 of 3 seeds (benchmarks/results/). None trains
+        every restart fully.
     n_repeats : int, default=5
         Perturbed copies of each sample per mini-batch (the paper's 5).
     lamb : float, default=1.0
