@@ -381,15 +381,6 @@ class ElasticPerturbation:
         return f"ElasticPerturbation(image_shape={self.image_shape}, alpha={self.alpha}, sigma={self.sigma})"
 
 
-def _pixel_cost(h, w, device, dtype):
-    """Squared distances between pixel centres, in units of the longer side."""
-    ys, xs = torch.meshgrid(
-        torch.arange(h, device=device, dtype=dtype), torch.arange(w, device=device, dtype=dtype), indexing="ij"
-    )
-    pts = torch.stack([ys.flatten(), xs.flatten()], 1) / max(h, w)
-    return torch.cdist(pts, pts).pow(2)
-
-
 class _DenseKernel:
     """``K = exp(-C / epsilon)`` for a dense (P, P) cost ``C``."""
 
@@ -587,7 +578,7 @@ class WassersteinPerturbation:
         return flat / flat.sum(1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
 
     def _transport(self, a, b):
-        c, h, w = self.image_shape
+        _, h, w = self.image_shape
         grid = (h, w) if self.grid is None else (min(h, self.grid), min(w, self.grid))
         return sinkhorn_w2(a, b, grid, epsilon=self.epsilon, n_iter=self.n_iter)
 

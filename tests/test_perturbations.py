@@ -97,7 +97,6 @@ from scipy.optimize import linear_sum_assignment  # noqa: E402
 from skmic.perturbations import (  # noqa: E402
     ElasticPerturbation,
     WassersteinPerturbation,
-    _pixel_cost,
     sinkhorn_w2,
 )
 
@@ -114,6 +113,15 @@ def test_elastic_and_wasserstein_keep_shape_and_follow_the_seed(g):
 def test_elastic_without_strength_is_identity():
     x = torch.rand(3, 36)
     torch.testing.assert_close(ElasticPerturbation((1, 6, 6), alpha=0.0)(x, gen()), x, atol=1e-5, rtol=0)
+
+
+def _pixel_cost(h, w, device, dtype):
+    """The dense reference: squared distances between pixel centres, in units of the longer side."""
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device, dtype=dtype), torch.arange(w, device=device, dtype=dtype), indexing="ij"
+    )
+    pts = torch.stack([ys.flatten(), xs.flatten()], 1) / max(h, w)
+    return torch.cdist(pts, pts).pow(2)
 
 
 @pytest.mark.parametrize("geometry", ["dense", "grid"])
