@@ -3,7 +3,8 @@
 Used to choose IICClustering's defaults. Each configuration is trained once
 per seed (``n_init=1``) and, every ``--every`` epochs, all main sub-heads are
 evaluated on the whole dataset (eval mode) against the labels; the trace
-records the loss, the best and mean sub-head ACC, and the wall time. Labels
+records the loss, every sub-head's full-data loss and ACC (best, mean and
+worst too), and the wall time. Labels
 are used only for this report, never for training or head selection.
 
 Example (GPU, several configurations in parallel)::
@@ -25,6 +26,7 @@ DIGITS_BASE = dict(n_init=1, head_training="joint", batch_size=64, learning_rate
 BASES = {
     "digits": DIGITS_BASE, "digits2": DIGITS_BASE, "digits3": DIGITS_BASE, "mnist": dict(n_init=1),
     "perturbations": dict(n_init=1), "perturbations-mnist": dict(n_init=1),
+    "pendigits": dict(n_init=1, perturbation="points"),
 }
 
 GRIDS = {
@@ -85,6 +87,14 @@ GRIDS = {
         "wasserstein": dict(perturbation="wasserstein"),
         "wasserstein(elastic)": dict(_wasserstein=dict(proposal="elastic")),
     },
+    "pendigits": {
+        "points": {},
+        "lamb1.3": dict(lamb=1.3),
+        "no-over": dict(overclustering=0),
+        "wide": dict(hidden_layer_sizes=(512, 512)),
+        "bs128": dict(batch_size=128),
+        "points+tabular": dict(perturbation=["points", "tabular"]),
+    },
     "perturbations-mnist": {
         "affine": dict(perturbation="affine", conv_channels=(16, 32, 64)),
         "elastic": dict(perturbation="elastic", conv_channels=(16, 32, 64)),
@@ -105,7 +115,7 @@ def run_one(job):
     from skmic import IICClustering
     from skmic.benchmark import load_dataset
     from skmic.metrics import cluster_accuracy
-    from skmic.perturbations import ImagePerturbation
+    from skmic.perturbations import ImagePerturbation, make_perturbation
 
     X, y, shape = load_dataset(job["dataset"], job.get("data_home"))
     base = BASES[job["grid"]]
@@ -125,6 +135,9 @@ def run_one(job):
     start = time.perf_counter()
     train = _training.train  # the real loop (workers are reused between jobs)
 
+    scorer = IICClustering(image_shape=shape, **params)  # unfitted: lends its head-loss evaluation
+    g = make_perturbation(scorer.perturbation, shape)
+
     def traced_train(step, **kw):
         net = kw["modules"][0]
         Xt = torch.as_tensor(X, device=kw["device"]).float()
@@ -134,15 +147,18 @@ def run_one(job):
                 net.eval()
                 with torch.no_grad():
                     z = torch.cat([net.main(net(Xt[i : i + 4096])) for i in range(0, len(Xt), 4096)])
+                    # the full-data sub-head losses that restart screening and head selection use
+                    losses = scorer._head_losses(net, Xt, g, torch.Generator(Xt.device).manual_seed(0)).tolist()
                 net.train()
                 accs = [cluster_accuracy(y, z[:, h].argmax(1).cpu().numpy()) for h in range(z.shape[1])]
-                trace.append(dict(epoch=record["epoch"], time=time.perf_counter() - start, loss=record["loss"], best=max(accs), mean=float(np.mean(accs)), worst=min(accs)))
+                trace.append(dict(epoch=record["epoch"], time=time.perf_counter() - start, loss=record["loss"],
+                                  best=max(accs), mean=float(np.mean(accs)), worst=min(accs),
+                                  head_losses=losses, head_accs=accs))
 
         return train(step, on_epoch_end=hook, **kw)
 
     iic_module.train = traced_train
     model = IICClustering(image_shape=shape, max_epochs=job["epochs"], random_state=job["seed"], **params).fit(X)
-    from skmic.perturbations import make_perturbation
 
     g = make_perturbation(model.perturbation, model.image_shape_)
     xb = torch.as_tensor(X[:1024], device=model.device_).float().repeat(5, 1)

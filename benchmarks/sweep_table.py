@@ -6,7 +6,10 @@ Example::
 
 Prints, per configuration, the seeds, the median [min, max] ACC of the
 lowest-loss sub-head at the end, the mean sub-head ACC at the last
-checkpoint, the fit time and the throughput of the perturbation alone.
+checkpoint, the fit time and the throughput of the perturbation alone; and,
+for traces that record it, every seed's lowest full-data sub-head loss with
+that sub-head's ACC (``loss/ACC`` by seed), which shows whether the loss
+ranks the runs.
 """
 
 import argparse
@@ -20,10 +23,21 @@ def spread(values, digits=3):
     return f"{np.median(values):.{digits}f} [{values.min():.{digits}f}, {values.max():.{digits}f}]"
 
 
+def _ranking(runs):
+    cells = []
+    for r in runs:
+        last = r["trace"][-1] if r["trace"] else {}
+        if "head_losses" in last:
+            best = int(np.argmin(last["head_losses"]))
+            cells.append(f"{r['seed']}: {last['head_losses'][best]:.3f}/{last['head_accs'][best]:.3f}")
+    return ", ".join(cells) or "-"
+
+
 def table(results):
     rows = [
-        "| configuration | seeds | ACC (lowest-loss sub-head) | mean sub-head ACC | fit time (s) | perturbation (img/s) |",
-        "|---|---|---|---|---|---|",
+        "| configuration | seeds | ACC (lowest-loss sub-head) | mean sub-head ACC | fit time (s) | perturbation (img/s) "
+        "| loss/ACC by seed |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in dict.fromkeys(r["name"] for r in results):
         runs = [r for r in results if r["name"] == name]
@@ -31,7 +45,7 @@ def table(results):
         rows.append(
             f"| {name} | {len(runs)} | {spread([r['acc'] for r in runs])} | "
             f"{spread(mean) if mean else '-'} | {spread([r['time'] for r in runs], 0)} | "
-            f"{np.median([r['perturbed_images_per_s'] for r in runs]):,.0f} |"
+            f"{np.median([r['perturbed_images_per_s'] for r in runs]):,.0f} | {_ranking(runs)} |"
         )
     return "\n".join(rows)
 

@@ -251,7 +251,9 @@ class PointSetPerturbation:
     so they mean the same whatever the coordinates' scale. A shape keeps its
     identity under such maps, which is the invariance IIC should learn;
     generic tabular noise (:class:`TabularPerturbation`) ignores that the
-    features are coordinates.
+    features are coordinates. On pendigits, IIC did best with both, this
+    map followed by the tabular noise (``perturbation=["points",
+    "tabular"]``; see the project's results page).
 
     Parameters
     ----------
