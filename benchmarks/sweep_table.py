@@ -9,7 +9,7 @@ lowest-loss sub-head at the end, the mean sub-head ACC at the last
 checkpoint, the fit time and the throughput of the perturbation alone; and,
 for traces that record it, every seed's lowest full-data sub-head loss with
 that sub-head's ACC (``loss/ACC`` by seed), which shows whether the loss
-ranks the runs.
+ranks the runs. ``--trace`` adds that pair for every checkpoint.
 """
 
 import argparse
@@ -50,14 +50,34 @@ def table(results):
     return "\n".join(rows)
 
 
+def trace_table(results):
+    """Per run and checkpoint: the lowest full-data sub-head loss and its sub-head's ACC."""
+    epochs = sorted({t["epoch"] for r in results for t in r["trace"]})
+    rows = ["| configuration | seed | " + " | ".join(f"epoch {e}" for e in epochs) + " |",
+            "|---|---|" + "---|" * len(epochs)]
+    for r in results:
+        cells = {}
+        for t in r["trace"]:
+            if "head_losses" in t:
+                best = int(np.argmin(t["head_losses"]))
+                cells[t["epoch"]] = f"{t['head_losses'][best]:.3f} / {t['head_accs'][best]:.3f}"
+        rows.append(f"| {r['name']} | {r['seed']} | " + " | ".join(cells.get(e, "-") for e in epochs) + " |")
+    return "\n".join(rows)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+")
+    parser.add_argument("--trace", action="store_true", help="also the loss / ACC of every checkpoint")
+    args = parser.parse_args()
     results = []
-    for path in parser.parse_args().files:  # several files make one table
+    for path in args.files:  # several files make one table
         with open(path) as f:
             results += json.load(f)["results"]
     print(table(results))
+    if args.trace:
+        print()
+        print(trace_table(results))
 
 
 if __name__ == "__main__":
