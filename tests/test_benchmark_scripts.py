@@ -1,0 +1,47 @@
+"""The result tables of the benchmark scripts (benchmarks/ is not a package)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def sweep_table():
+    spec = importlib.util.spec_from_file_location("sweep_table", BENCHMARKS / "sweep_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(seed, losses_by_epoch, accs_by_epoch, acc):
+    trace = [
+        dict(epoch=e + 1, best=max(a), mean=sum(a) / len(a), worst=min(a), head_losses=l, head_accs=a)
+        for e, (l, a) in enumerate(zip(losses_by_epoch, accs_by_epoch))
+    ]
+    return dict(name="cfg", seed=seed, trace=trace, acc=acc, time=10.0, perturbed_images_per_s=1000.0)
+
+
+def test_sweep_tables_report_the_lowest_loss_sub_head(sweep_table):
+    # sub-head 1 has the lowest loss in epoch 1, sub-head 0 in epoch 2: its ACC is reported, not the best ACC
+    runs = [
+        _run(0, [[-1.0, -1.5], [-2.2, -2.0]], [[0.5, 0.6], [0.7, 0.9]], 0.7),
+        _run(3, [[-1.1, -1.2], [-1.9, -2.1]], [[0.4, 0.3], [0.8, 0.6]], 0.6),
+    ]
+    summary = sweep_table.table(runs)
+    assert "0.650 [0.600, 0.700]" in summary  # median [min, max] of the runs' ACC
+    assert "0: -2.200/0.700, 3: -2.100/0.600" in summary
+    trace = sweep_table.trace_table(runs).splitlines()
+    assert trace[0] == "| configuration | seed | epoch 1 | epoch 2 |"
+    assert trace[2] == "| cfg | 0 | -1.500 / 0.600 | -2.200 / 0.700 |"
+    assert trace[3] == "| cfg | 3 | -1.200 / 0.300 | -2.100 / 0.600 |"
+
+
+def test_sweep_tables_accept_traces_without_head_losses(sweep_table):
+    run = _run(0, [[-1.0]], [[0.5]], 0.5)
+    for t in run["trace"]:
+        del t["head_losses"], t["head_accs"]
+    assert sweep_table.table([run]).splitlines()[-1].endswith("| - |")
+    assert sweep_table.trace_table([run]).splitlines()[-1] == "| cfg | 0 | - |"
