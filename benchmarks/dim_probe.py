@@ -12,6 +12,7 @@ Example::
 
 import argparse
 import json
+import shlex
 import sys
 import time
 
@@ -70,7 +71,7 @@ def main():
     table = "| metric | median [min, max] |\n|---|---|\n" + "\n".join(
         f"| {c} | {med[c]:.4g} [{lo[c]:.4g}, {hi[c]:.4g}] |" for c in cols
     )
-    command = "python benchmarks/dim_probe.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/dim_probe.py " + shlex.join(sys.argv[1:])
     text = (f"# {args.name}\n\nCommand: `{command}`\n\nEnvironment: {environment()}\n\n"
             f"Dataset {args.dataset}, seeds {args.seeds}, DIM parameters {args.params or 'defaults'}. "
             "Probes: 5-fold cross-validated logistic regression on standardised features.\n\n{table}\n")

@@ -70,7 +70,9 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         :class:`IICClustering`), the multi-view form of Bachman et al.
         (AMDIM, 2019): the code must then predict features that survive the
         perturbation, which groups samples by what the perturbation keeps.
-        Costs a second encoder pass per step.
+        Costs a second encoder pass per step. With ``"affine", alpha=1,
+        beta=0, gamma=0`` k-means on the codes beat k-means on the pixels
+        (MNIST test: ACC 0.736 against 0.541; see the user guide).
     critic_dim : int, default=128
         Size of the critics' shared space.
     max_locations : int, default=64
