@@ -10,17 +10,16 @@ Example::
         --params '{"conv_channels": [16, 32, 64], "max_epochs": 8}' --name dim_ablation_mnist_test_cpu
 """
 
-import argparse
 import json
 import shlex
 import sys
 import time
 from pathlib import Path
 
-from dim_probe import kmeans_scores
+from dim_probe import kmeans_scores, parse_args
 
 from skmic import DeepInfoMaxEmbedder
-from skmic.benchmark import environment, load_dataset
+from skmic.benchmark import environment
 
 CONFIGS = {
     "DIM(L) paper: local JSD, prior 0.1": dict(alpha=0, beta=1, gamma=0.1),
@@ -36,15 +35,7 @@ CONFIGS = {
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", default="mnist-test")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0])
-    p.add_argument("--params", type=json.loads, default={})
-    p.add_argument("--data-home")
-    p.add_argument("--name", required=True)
-    p.add_argument("--out-dir", default="benchmarks/results")
-    args = p.parse_args()
-    X, y, shape = load_dataset(args.dataset, args.data_home)
+    args, X, y, shape = parse_args(__doc__.splitlines()[0], "mnist-test", [0])
     raw_acc, raw_nmi = kmeans_scores(X, y, 0)
     rows = []
     for name, config in CONFIGS.items():

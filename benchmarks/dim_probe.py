@@ -39,16 +39,21 @@ def kmeans_scores(Z, y, seed):
     return cluster_accuracy(y, labels), normalized_mutual_info_score(y, labels)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", default="digits")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+def parse_args(description, dataset, seeds):
+    """The command line shared by the DIM benchmark scripts; returns (args, X, y, image_shape)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--dataset", default=dataset)
+    p.add_argument("--seeds", nargs="+", type=int, default=seeds)
     p.add_argument("--params", type=json.loads, default={})
     p.add_argument("--data-home")
     p.add_argument("--name", required=True)
     p.add_argument("--out-dir", default="benchmarks/results")
     args = p.parse_args()
-    X, y, shape = load_dataset(args.dataset, args.data_home)
+    return (args, *load_dataset(args.dataset, args.data_home))
+
+
+def main():
+    args, X, y, shape = parse_args(__doc__.splitlines()[0], "digits", [0, 1, 2])
     rows = []
     for seed in args.seeds:
         start = time.perf_counter()
