@@ -11,15 +11,11 @@ Example::
 """
 
 import json
-import shlex
-import sys
 import time
-from pathlib import Path
 
-from dim_probe import kmeans_scores, parse_args
+from dim_probe import kmeans_scores, parse_args, save
 
 from skmic import DeepInfoMaxEmbedder
-from skmic.benchmark import environment
 
 CONFIGS = {
     "DIM(L) paper: local JSD, prior 0.1": dict(alpha=0, beta=1, gamma=0.1),
@@ -48,16 +44,9 @@ def main():
     table = "| configuration | seed | k-means ACC | k-means NMI | fit time (s) |\n|---|---|---|---|---|\n" + "\n".join(
         f"| {r['config']} | {r['seed']} | {r['acc']:.4f} | {r['nmi']:.4f} | {r['fit_time_s']:.0f} |" for r in rows
     )
-    command = "python benchmarks/dim_ablation.py " + shlex.join(sys.argv[1:])
-    text = (f"# {args.name}\n\nCommand: `{command}`\n\nEnvironment: {environment()}\n\n"
-            f"Dataset {args.dataset}; every configuration also has {args.params or 'the defaults'}. "
-            f"k-means on the raw inputs: ACC {raw_acc:.4f}, NMI {raw_nmi:.4f}.\n\n" + table + "\n")
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.md").write_text(text)
-    (out / f"{args.name}.json").write_text(json.dumps(dict(command=command, environment=environment(), runs=rows), indent=1))
-    print(text)
-
+    print(save(args, "dim_ablation.py", f"Dataset {args.dataset}; every configuration also has "
+               f"{args.params or 'the defaults'}. k-means on the raw inputs: ACC {raw_acc:.4f}, NMI {raw_nmi:.4f}.",
+               table, rows))
 
 if __name__ == "__main__":
     main()

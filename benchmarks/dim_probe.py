@@ -15,6 +15,7 @@ import json
 import shlex
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -52,6 +53,17 @@ def parse_args(description, dataset, seeds):
     return (args, *load_dataset(args.dataset, args.data_home))
 
 
+def save(args, script, description, table, rows):
+    """Write ``<out-dir>/<name>.md`` (command, environment, description, table) and ``.json`` (rows)."""
+    command = f"python benchmarks/{script} " + shlex.join(sys.argv[1:])
+    text = f"# {args.name}\n\nCommand: `{command}`\n\nEnvironment: {environment()}\n\n{description}\n\n{table}\n"
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.name}.md").write_text(text)
+    (out / f"{args.name}.json").write_text(json.dumps(dict(command=command, environment=environment(), runs=rows), indent=1))
+    return text
+
+
 def main():
     args, X, y, shape = parse_args(__doc__.splitlines()[0], "digits", [0, 1, 2])
     rows = []
@@ -76,18 +88,10 @@ def main():
     table = "| metric | median [min, max] |\n|---|---|\n" + "\n".join(
         f"| {c} | {med[c]:.4g} [{lo[c]:.4g}, {hi[c]:.4g}] |" for c in cols
     )
-    command = "python benchmarks/dim_probe.py " + shlex.join(sys.argv[1:])
-    text = (f"# {args.name}\n\nCommand: `{command}`\n\nEnvironment: {environment()}\n\n"
-            f"Dataset {args.dataset}, seeds {args.seeds}, DIM parameters {args.params or 'defaults'}. "
-            "Probes: 5-fold cross-validated logistic regression on standardised features.\n\n{table}\n")
-    from pathlib import Path
-
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.md").write_text(text.replace("{table}", table))
-    (out / f"{args.name}.json").write_text(json.dumps(dict(command=command, environment=environment(), runs=rows), indent=1))
+    save(args, "dim_probe.py", f"Dataset {args.dataset}, seeds {args.seeds}, DIM parameters "
+         f"{args.params or 'defaults'}. Probes: 5-fold cross-validated logistic regression on "
+         "standardised features.", table, rows)
     print(table)
-
 
 if __name__ == "__main__":
     main()

@@ -115,7 +115,7 @@ def run_one(job):
     from skmic import IICClustering
     from skmic.benchmark import load_dataset
     from skmic.metrics import cluster_accuracy
-    from skmic.perturbations import ImagePerturbation, make_perturbation
+    from skmic.perturbations import ImagePerturbation, WassersteinPerturbation, make_perturbation
 
     X, y, shape = load_dataset(job["dataset"], job.get("data_home"))
     base = BASES[job["grid"]]
@@ -126,8 +126,6 @@ def run_one(job):
         params["perturbation"] = ImagePerturbation(shape, **params["_perturbation"])
     del params["_perturbation"]
     if "_wasserstein" in params:  # a Wasserstein-bounded model around a named proposal
-        from skmic.perturbations import WassersteinPerturbation, make_perturbation
-
         w = dict(params.pop("_wasserstein"))
         w["proposal"] = make_perturbation(w["proposal"], shape)
         params["perturbation"] = WassersteinPerturbation(shape, **w)
@@ -135,8 +133,8 @@ def run_one(job):
     start = time.perf_counter()
     train = _training.train  # the real loop (workers are reused between jobs)
 
-    scorer = IICClustering(image_shape=shape, **params)  # unfitted: lends its head-loss evaluation
-    g = make_perturbation(scorer.perturbation, shape)
+    model = IICClustering(image_shape=shape, max_epochs=job["epochs"], random_state=job["seed"], **params)
+    g = make_perturbation(model.perturbation, shape)
 
     def traced_train(step, **kw):
         net = kw["modules"][0]
@@ -148,7 +146,7 @@ def run_one(job):
                 with torch.no_grad():
                     z = torch.cat([net.main(net(Xt[i : i + 4096])) for i in range(0, len(Xt), 4096)])
                     # the full-data sub-head losses that restart screening and head selection use
-                    losses = scorer._head_losses(net, Xt, g, torch.Generator(Xt.device).manual_seed(0)).tolist()
+                    losses = model._head_losses(net, Xt, g, torch.Generator(Xt.device).manual_seed(0)).tolist()
                 net.train()
                 accs = [cluster_accuracy(y, z[:, h].argmax(1).cpu().numpy()) for h in range(z.shape[1])]
                 trace.append(dict(epoch=record["epoch"], time=time.perf_counter() - start, loss=record["loss"],
@@ -158,9 +156,8 @@ def run_one(job):
         return train(step, on_epoch_end=hook, **kw)
 
     iic_module.train = traced_train
-    model = IICClustering(image_shape=shape, max_epochs=job["epochs"], random_state=job["seed"], **params).fit(X)
+    model.fit(X)
 
-    g = make_perturbation(model.perturbation, model.image_shape_)
     xb = torch.as_tensor(X[:1024], device=model.device_).float().repeat(5, 1)
     gen = torch.Generator(model.device_).manual_seed(0)
     g(xb, gen)
