@@ -45,3 +45,20 @@ def test_sweep_tables_accept_traces_without_head_losses(sweep_table):
         del t["head_losses"], t["head_accs"]
     assert sweep_table.table([run]).splitlines()[-1].endswith("| - |")
     assert sweep_table.trace_table([run]).splitlines()[-1] == "| cfg | 0 | - |"
+
+
+def test_dim_ablation_table_gives_median_and_spread_per_configuration(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # dim_ablation imports dim_probe
+    spec = importlib.util.spec_from_file_location("dim_ablation", BENCHMARKS / "dim_ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    first, second = list(module.CONFIGS)[:2]
+    rows = [
+        dict(config=second, seed=0, acc=0.5, nmi=0.4, fit_time_s=10.0),
+        dict(config=first, seed=0, acc=0.9, nmi=0.8, fit_time_s=30.0),
+        dict(config=first, seed=1, acc=0.6, nmi=0.5, fit_time_s=20.0),
+        dict(config=first, seed=2, acc=0.7, nmi=0.7, fit_time_s=50.0),
+    ]
+    lines = module.table(rows).splitlines()
+    assert lines[2] == f"| {first} | 3 | 0.7000 [0.6000, 0.9000] | 0.7000 [0.5000, 0.8000] | 30 |"
+    assert lines[3] == f"| {second} | 1 | 0.5000 | 0.4000 | 10 |"
