@@ -120,3 +120,36 @@ def test_bad_input_and_nan_training(blobs):
         with pytest.raises(FloatingPointError):
             dec.fit(X * 1e6)
     assert not hasattr(dec, "labels_") and not hasattr(dec, "encoder_")
+
+
+def _compactness_reference(Z, labels):
+    """Within-cluster over total sum of squares, by loops over the clusters."""
+    within = sum(((Z[labels == k] - Z[labels == k].mean(0)) ** 2).sum() for k in np.unique(labels))
+    return within / ((Z - Z.mean(0)) ** 2).sum()
+
+
+def test_compactness_against_reference():
+    from skmic.dec import compactness
+
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(50, 3))
+    labels = rng.integers(0, 4, 50)
+    labels[labels == 2] = 1  # an empty cluster counts nothing
+    assert compactness(torch.tensor(Z), torch.tensor(labels), 4) == pytest.approx(_compactness_reference(Z, labels))
+    points = np.repeat(np.eye(3), 5, axis=0)  # every cluster a point
+    assert compactness(torch.tensor(points), torch.tensor(np.repeat([0, 1, 2], 5)), 3) == 0.0
+    assert compactness(torch.ones(6, 2), torch.tensor([0, 0, 0, 1, 1, 1]), 2) == 1.0
+
+
+def test_restarts_keep_the_most_compact_run(blobs):
+    X, _ = blobs
+    one = tiny(pretrain_epochs=3, max_iter=20).fit(X)
+    three = tiny(pretrain_epochs=3, max_iter=20, n_restarts=3).fit(X)
+    scores = three.restart_compactness_
+    assert scores.shape == (3,) and one.restart_compactness_.shape == (1,)
+    assert scores[0] == pytest.approx(one.restart_compactness_[0])  # the first run is the single run
+    assert len(set(np.round(scores, 6))) > 1  # the runs differ
+    kept = np.argmin(scores)
+    assert _compactness_reference(three.transform(X), three.labels_) == pytest.approx(scores[kept], rel=1e-4)
+    if kept == 0:
+        np.testing.assert_array_equal(three.labels_, one.labels_)
