@@ -10,11 +10,14 @@ import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 
-from ._base import BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_layer_sizes
+from ._base import (
+    BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_image_shape, check_layer_sizes,
+)
 from ._training import batches, train
 from .kmeans import kmeans
 from .nn.autoencoder import Autoencoder, Encoder
 from .nn.losses import dec_kl_loss, student_t_assignment, target_distribution
+from .perturbations import PERTURBATIONS, check_perturbation, make_perturbation
 
 __all__ = ["DECClustering"]
 
@@ -127,6 +130,21 @@ class DECClustering(
         0 is DEC. A positive weight ``w`` minimises
         ``KL(P || Q) + w * reconstruction MSE`` (IDEC: ``L_rec + 0.1 KL``,
         i.e. ``w = 10`` up to the scale of the learning rate).
+    perturbation : str, callable, list or None, default=None
+        None is DEC. Otherwise DEC with data augmentation (DEC-DA, Guo et
+        al., ACML 2018): the autoencoder is pretrained on randomly perturbed
+        samples (every stage), and in the clustering phase ``q`` of a
+        perturbed sample is pulled toward the target ``p`` computed on the
+        clean data, so that the clusters become invariant to the
+        perturbation. A name from :data:`skmic.perturbations.PERTURBATIONS`
+        (``"affine"`` and ``"elastic"`` need ``image_shape``), a callable
+        ``g(x, generator)`` or a list of them, as in
+        :class:`IICClustering`. Perturbations see the data in its own units
+        (before ``rescale_input``).
+    image_shape : tuple of int, default=None
+        ``(C, H, W)`` or ``(H, W)`` when rows are flattened images; used by
+        the image perturbations only (the autoencoder stays fully
+        connected, as in the paper).
     batch_size : int, default=256
     max_epochs : int, default=1000
         Upper bound on the epochs of the clustering phase (``max_iter``
@@ -157,6 +175,8 @@ class DECClustering(
         Per-epoch reconstruction losses of pretraining (empty with a
         pretrained encoder).
     encoder_ : torch.nn.Module
+    image_shape_ : tuple of int or None
+        ``image_shape`` as ``(C, H, W)``.
     input_scale_ : float
         The constant the data is multiplied by (1.0 without
         ``rescale_input``, or when the training data is all zeros).
@@ -214,6 +234,8 @@ class DECClustering(
         "tol": [Interval(numbers.Real, 0, 1, closed="both")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "reconstruction_weight": [Interval(numbers.Real, 0, None, closed="left")],
+        "image_shape": [tuple, list, None],
+        "perturbation": [StrOptions(set(PERTURBATIONS)), callable, list, tuple, None],
     }
 
     def __init__(
@@ -236,6 +258,8 @@ class DECClustering(
         tol=0.001,
         max_iter=20000,
         reconstruction_weight=0.0,
+        perturbation=None,
+        image_shape=None,
         batch_size=256,
         max_epochs=1000,
         learning_rate=0.01,
@@ -260,6 +284,8 @@ class DECClustering(
         self.tol = tol
         self.max_iter = max_iter
         self.reconstruction_weight = reconstruction_weight
+        self.perturbation = perturbation
+        self.image_shape = image_shape
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.learning_rate = learning_rate
@@ -275,14 +301,15 @@ class DECClustering(
                 "ask for fewer clusters or pass more samples."
             )
         check_layer_sizes("hidden_layer_sizes", self.hidden_layer_sizes)
+        check_image_shape(self.image_shape, X.shape[1])
         if self.pretrained_encoder is not None and self.reconstruction_weight > 0:
             raise ValueError(
                 "reconstruction_weight > 0 (IDEC) needs a decoder, which a "
                 "pretrained_encoder does not have; use reconstruction_weight=0."
             )
 
-    def _pretrain(self, ae, Xt, generator):
-        """Reconstruction pretraining of ``ae``; returns the per-epoch history."""
+    def _pretrain(self, ae, Xt, augment, generator):
+        """Reconstruction pretraining of ``ae`` on ``augment``-ed batches; returns the per-epoch history."""
         history = []
         mse = torch.nn.MSELoss()
 
@@ -291,7 +318,7 @@ class DECClustering(
                 return
             opt = _OPTIMIZERS[self.pretrain_optimizer](params, lr=self.pretrain_learning_rate)
             result = train(
-                lambda idx, phase: loss_of(Xt[idx]),
+                lambda idx, phase: loss_of(augment(Xt[idx])),
                 n_samples=Xt.shape[0],
                 optimizer=opt,
                 max_epochs=self.pretrain_epochs,
@@ -322,11 +349,13 @@ class DECClustering(
     def _fit(self, X):
         mean_square = float(np.mean(np.square(X, dtype=np.float64)))
         self.input_scale_ = 1.0 / math.sqrt(mean_square) if self.rescale_input and mean_square > 0 else 1.0
+        self.image_shape_ = check_image_shape(self.image_shape, X.shape[1])
         Xt = self._as_tensor(X).float() * self.input_scale_
         generator = self._make_generator()
+        augment = self._augmentation(Xt, generator)
         best, scores = None, []
         for restart in range(self.n_restarts):
-            run = self._fit_once(Xt, generator)
+            run = self._fit_once(Xt, augment, generator)
             scores.append(run["compactness"])
             if best is None or run["compactness"] < best["compactness"]:
                 best = run
@@ -347,7 +376,16 @@ class DECClustering(
                 ConvergenceWarning,
             )
 
-    def _fit_once(self, Xt, generator):
+    def _augmentation(self, Xt, generator):
+        """``x -> g(x)`` on scaled batches (the identity without a perturbation)."""
+        if self.perturbation is None:
+            return lambda x: x
+        g = make_perturbation(self.perturbation, self.image_shape_)
+        scale = self.input_scale_
+        check_perturbation(g, Xt[: min(len(Xt), 8)] / scale, generator)
+        return lambda x: g(x / scale, generator) * scale
+
+    def _fit_once(self, Xt, augment, generator):
         """Pretraining, k-means initialisation and clustering phase; returns the fitted state."""
         if self.pretrained_encoder is not None:
             encoder = copy.deepcopy(self.pretrained_encoder).to(self.device_).float()
@@ -357,7 +395,7 @@ class DECClustering(
             ae = ae.to(self.device_)
             if self.pretrain == "end_to_end":
                 ae.dropout.p = 0.0
-            pretrain_history = self._pretrain(ae, Xt, generator)
+            pretrain_history = self._pretrain(ae, Xt, augment, generator)
             encoder = Encoder(ae)
         encoder.eval()
 
@@ -400,7 +438,7 @@ class DECClustering(
         mse = torch.nn.MSELoss()
 
         def step(idx, phase):
-            x = Xt[idx]
+            x = augment(Xt[idx])
             zb = encoder(x)
             loss = dec_kl_loss(state["p"][idx], student_t_assignment(zb, centers, self.alpha))
             if reconstruct:

@@ -153,3 +153,41 @@ def test_restarts_keep_the_most_compact_run(blobs):
     assert _compactness_reference(three.transform(X), three.labels_) == pytest.approx(scores[kept], rel=1e-4)
     if kept == 0:
         np.testing.assert_array_equal(three.labels_, one.labels_)
+
+
+class _Recorder:
+    """A perturbation that records the batches it sees and returns them unchanged (or shifted)."""
+
+    def __init__(self, shift=0.0):
+        self.shift, self.seen = shift, []
+
+    def __call__(self, x, generator):
+        self.seen.append(x.detach().clone())
+        return x + self.shift
+
+
+def test_augmentation_is_used_in_pretraining_and_clustering(blobs):
+    X, _ = blobs
+    identity = _Recorder()
+    dec = tiny(perturbation=identity, rescale_input=True).fit(X)
+    plain = tiny(rescale_input=True).fit(X)
+    np.testing.assert_array_equal(dec.labels_, plain.labels_)  # DEC-DA with the identity is DEC
+    np.testing.assert_allclose(dec.transform(X), plain.transform(X), rtol=1e-6)
+    n_batches = -(-len(X) // 32)
+    # one call checks the perturbation, then one per pretraining and clustering step
+    assert len(identity.seen) == 1 + 20 * n_batches + dec.n_iter_
+    # the perturbation sees the data in the user's units, not rescaled
+    seen = torch.cat(identity.seen[1:])
+    assert float(seen.abs().max()) == pytest.approx(np.abs(X).max(), rel=1e-5)
+    shifted = tiny(perturbation=_Recorder(shift=3.0), rescale_input=True).fit(X)
+    assert not np.allclose(shifted.transform(X), plain.transform(X))
+
+
+def test_image_perturbations_need_a_matching_image_shape(digits):
+    X, _ = digits
+    with pytest.raises(ValueError, match="image_shape"):
+        tiny(perturbation="elastic").fit(X[:60])
+    with pytest.raises(ValueError, match="image_shape"):
+        tiny(perturbation="elastic", image_shape=(7, 7)).fit(X[:60])
+    dec = tiny(perturbation=["elastic", "affine"], image_shape=(8, 8), max_iter=10).fit(X[:60])
+    assert dec.image_shape_ == (1, 8, 8) and dec.labels_.shape == (60,)

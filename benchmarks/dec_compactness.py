@@ -1,0 +1,80 @@
+"""Which unsupervised score of a DEC run tracks its accuracy? (picks what ``n_restarts`` ranks by)
+
+For each seed, fit DECClustering and record, next to ACC and NMI, scores that
+need no labels: of the pretrained embedding (before the clustering phase)
+with its k-means labels -- reconstruction loss, within/total sum of squares,
+silhouette -- and of the final embedding with DEC's labels -- the final KL
+loss, within/total sum of squares (``restart_compactness_``), silhouette.
+Writes benchmarks/results/<name>.md and .json.
+
+Example::
+
+    python benchmarks/dec_compactness.py --dataset digits --seeds 0 1 2 3 4 5 \\
+        --params '{"pretrain": "greedy", "rescale_input": true}' --name dec_compactness_digits_cpu
+"""
+
+import json
+import time
+
+import numpy as np
+from dim_probe import parse_args, save
+from scipy.stats import spearmanr
+from sklearn.metrics import normalized_mutual_info_score, silhouette_score
+
+from skmic import DECClustering, KMeansBaseline
+from skmic.metrics import cluster_accuracy
+
+
+class _KeepsPretrainedEmbedding(DECClustering):
+    """DECClustering that keeps its first full-data embedding (the pretrained one)."""
+
+    def _embed(self, encoder, Xt):
+        z = super()._embed(encoder, Xt)
+        if not hasattr(self, "pretrained_embedding_"):
+            self.pretrained_embedding_ = z.cpu().numpy()
+        return z
+
+
+def within_over_total(Z, labels):
+    within = sum(((Z[labels == k] - Z[labels == k].mean(0)) ** 2).sum() for k in np.unique(labels))
+    return float(within / ((Z - Z.mean(0)) ** 2).sum())
+
+
+SCORES = ["pretrain_loss", "init_within_total", "init_silhouette", "final_kl", "final_within_total", "final_silhouette"]
+
+
+def main():
+    args, X, y, _ = parse_args(__doc__.splitlines()[0], "digits", [0, 1, 2, 3, 4, 5])
+    k = len(np.unique(y))
+    rows = []
+    for seed in args.seeds:
+        start = time.perf_counter()
+        dec = _KeepsPretrainedEmbedding(n_clusters=k, random_state=seed, **args.params).fit(X)
+        fit_time = time.perf_counter() - start
+        Z0, Z = dec.pretrained_embedding_, dec.transform(X)
+        init = KMeansBaseline(k, n_init=dec.n_init, random_state=seed).fit_predict(Z0)
+        rows.append(dict(
+            seed=seed, fit_time_s=fit_time, pretrain_loss=dec.pretrain_history_[-1]["loss"],
+            init_within_total=within_over_total(Z0, init), init_silhouette=float(silhouette_score(Z0, init)),
+            init_acc=cluster_accuracy(y, init), final_kl=dec.history_[-1]["loss"],
+            final_within_total=within_over_total(Z, dec.labels_),
+            final_silhouette=float(silhouette_score(Z, dec.labels_)),
+            acc=cluster_accuracy(y, dec.labels_), nmi=normalized_mutual_info_score(y, dec.labels_),
+        ))
+        print(json.dumps(rows[-1]), flush=True)
+    cols = ["seed", "acc", "nmi", "init_acc", *SCORES, "fit_time_s"]
+    table = "| " + " | ".join(cols) + " |\n" + "|---" * len(cols) + "|\n" + "\n".join(
+        "| " + " | ".join(f"{r[c]:.4g}" for c in cols) + " |" for r in rows
+    )
+    acc = [r["acc"] for r in rows]
+    table += "\n\n| score | Spearman correlation with ACC |\n|---|---|\n" + "\n".join(
+        f"| {c} | {spearmanr([r[c] for r in rows], acc)[0]:+.2f} |" for c in SCORES
+    )
+    print(save(args, "dec_compactness.py", f"Dataset {args.dataset}, DEC parameters {args.params or 'defaults'}. "
+               "init_*: the pretrained embedding with its k-means labels; final_*: the final embedding with "
+               "DEC's labels; within_total is within-cluster over total sum of squares (lower is more compact).",
+               table, rows))
+
+
+if __name__ == "__main__":
+    main()
