@@ -4,8 +4,10 @@ Deep InfoMax codes, clustered by k-means
 
 :class:`~skmic.DeepInfoMaxEmbedder` is a transformer: it learns a code for
 every sample by maximising the mutual information between the code and the
-local features of a conv encoder, and ``transform`` returns the codes. Here
-it embeds the digits (as 8x8 images) into 16 numbers, k-means clusters the
+features of a conv encoder, and ``transform`` returns the codes. Here it
+embeds the digits (as 8x8 images) into 64 numbers with the setting that makes
+codes for k-means (the code of an image against the features of a randomly
+deformed copy of it, global objective only, no prior), k-means clusters the
 codes, and a PCA projection of the codes shows the clusters in 2-D.
 """
 
@@ -26,10 +28,13 @@ X = X / 16.0
 
 model = make_pipeline(
     DeepInfoMaxEmbedder(
-        n_components=16,
         image_shape=(8, 8),
-        conv_channels=(16, 32, 64),
-        max_epochs=2 if QUICK else 10,
+        perturbation=["elastic", "affine"],
+        alpha=1,
+        beta=0,
+        gamma=0,
+        batch_size=128,
+        max_epochs=2 if QUICK else 30,
         random_state=0,
     ),
     KMeansBaseline(n_clusters=10, random_state=0),
@@ -47,11 +52,11 @@ print(f"k-means on raw pixels ACC {cluster_accuracy(y, raw):.3f}")
 print(f"DIM score on the training data: {model[0].score(X):.3f}")
 
 # %%
-# Whether the codes cluster better than the pixels depends on the budget and
-# the data: in the project's benchmark on these digits (30 epochs, 64-number
-# codes), k-means on DIM codes stayed well below k-means on the raw pixels
-# (see the Results page). DIM optimises information, not cluster structure;
-# its codes are a representation for downstream estimators.
+# In the project's benchmark on these digits (6 seeds, see the Results page)
+# k-means on such codes reached a median ACC of 0.895 against 0.792 on the
+# pixels. With the paper's defaults (DIM(L): local objective and prior),
+# the codes keep the classes linearly but k-means on them stayed well below
+# k-means on the pixels: DIM optimises information, not cluster structure.
 #
 # The codes projected on their two principal components, coloured by the
 # k-means cluster (left) and by the true digit (right).

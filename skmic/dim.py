@@ -70,9 +70,10 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         :class:`IICClustering`), the multi-view form of Bachman et al.
         (AMDIM, 2019): the code must then predict features that survive the
         perturbation, which groups samples by what the perturbation keeps.
-        Costs a second encoder pass per step. With ``"affine", alpha=1,
-        beta=0, gamma=0`` k-means on the codes beat k-means on the pixels
-        (MNIST test: ACC 0.736 against 0.541; see the user guide).
+        Costs a second encoder pass per step. With ``["elastic", "affine"],
+        alpha=1, beta=0, gamma=0, batch_size=128`` k-means on the codes beat
+        k-means on the pixels (median ACC on digits 0.895 against 0.792, on
+        the MNIST test set 0.801 against 0.541; see the user guide).
     critic_dim : int, default=128
         Size of the critics' shared space.
     max_locations : int, default=64
