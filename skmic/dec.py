@@ -109,9 +109,11 @@ class DECClustering(
         within-cluster over total sum of squares under its own labels
         (``restart_compactness_``), is kept, the way k-means keeps its
         restart of lowest inertia. Not in the paper, whose results vary
-        with the pretraining: on scikit-learn digits the final ACC ranged
-        from 0.75 to 0.91 over seeds, and the compactness ranked the seeds
-        in the order of their ACC (benchmarks/results/dec_restarts_digits_cpu.md).
+        with the pretraining: on scikit-learn digits greedy DEC's ACC ranged
+        from 0.74 to 0.91 over 5 seeds. The compactness is a weak guide
+        there: the most compact run was the best one, but the second most
+        compact was the worst (benchmarks/results/dec_compactness_digits_cpu.md);
+        no other unsupervised score tried did better.
         Costs ``n_restarts`` times the fit time.
     update_interval : int, default=140
         Iterations between two updates of the target distribution (140 as
