@@ -101,7 +101,7 @@ def _iic(seed, image_shape, n_clusters):
 def _dec(seed, image_shape, n_clusters):
     from .dec import DECClustering
 
-    return DECClustering(n_clusters, random_state=seed)
+    return DECClustering(n_clusters, image_shape=image_shape, random_state=seed)
 
 
 def _idec(seed, image_shape, n_clusters):

@@ -1,6 +1,7 @@
 """The result tables of the benchmark scripts (benchmarks/ is not a package)."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,23 @@ def test_dim_ablation_table_gives_median_and_spread_per_configuration(monkeypatc
     lines = module.table(rows).splitlines()
     assert lines[2] == f"| {first} | 3 | 0.7000 [0.6000, 0.9000] | 0.7000 [0.5000, 0.8000] | 30 |"
     assert lines[3] == f"| {second} | 1 | 0.5000 | 0.4000 | 10 |"
+
+
+def test_merge_results_joins_pieces_into_one_table(tmp_path):
+    spec = importlib.util.spec_from_file_location("merge_results", BENCHMARKS / "merge_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run = dict(dataset="digits", estimator="dec", n_samples=10)
+    pieces = [
+        dict(command="python benchmarks/run.py --seeds 0 1", runs=[dict(run, seed=0, acc=0.5), dict(run, seed=1, acc=0.9)]),
+        dict(command="python benchmarks/run.py --seeds 2", runs=[dict(run, seed=2, acc=0.7)]),
+    ]
+    files = []
+    for i, piece in enumerate(pieces):
+        files.append(tmp_path / f"p{i}.json")
+        files[-1].write_text(json.dumps(piece))
+    module.main([*map(str, files), "--name", "merged", "--out-dir", str(tmp_path)])
+    text = (tmp_path / "merged.md").read_text()
+    assert "`python benchmarks/run.py --seeds 0 1 ; python benchmarks/run.py --seeds 2`" in text
+    assert "| digits | dec | 3 | 0.7 [0.5, 0.9] |" in text
+    assert [r["seed"] for r in json.loads((tmp_path / "merged.json").read_text())["runs"]] == [0, 1, 2]
