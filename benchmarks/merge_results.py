@@ -5,7 +5,7 @@ Example::
     python benchmarks/merge_results.py benchmarks/results/a.json /tmp/b.json --name dec_mnist_test_cpu
 
 Writes ``<out-dir>/<name>.md`` and ``.json``; the command line records every
-piece's command.
+piece's command, the environment every piece's environment.
 """
 
 import argparse
@@ -16,12 +16,10 @@ from skmic.benchmark import save_results
 
 
 def merge(pieces):
-    """Concatenated runs and the pieces' commands joined by `` ; ``."""
-    runs, commands = [], []
-    for piece in pieces:
-        runs.extend(piece["runs"])
-        commands.append(piece["command"])
-    return runs, " ; ".join(commands)
+    """Concatenated runs; the pieces' commands and (distinct) environments joined by `` ; ``."""
+    runs = [r for piece in pieces for r in piece["runs"]]
+    commands = " ; ".join(piece["command"] for piece in pieces)
+    return runs, commands, " ; ".join(dict.fromkeys(piece["environment"] for piece in pieces))
 
 
 def main(argv=None):
@@ -31,8 +29,8 @@ def main(argv=None):
     parser.add_argument("--out-dir", default="benchmarks/results")
     parser.add_argument("--notes", default="")
     args = parser.parse_args(argv)
-    runs, command = merge([json.loads(Path(p).read_text()) for p in args.inputs])
-    print(save_results(runs, args.name, args.out_dir, command=command, notes=args.notes))
+    runs, command, env = merge([json.loads(Path(p).read_text()) for p in args.inputs])
+    print(save_results(runs, args.name, args.out_dir, command=command, notes=args.notes, env=env))
 
 
 if __name__ == "__main__":

@@ -271,20 +271,24 @@ def environment():
     )
 
 
-def save_results(runs, name, out_dir="benchmarks/results", command=None, notes=""):
-    """Write ``<name>.md`` (table, command, environment) and ``<name>.json``."""
+def save_results(runs, name, out_dir="benchmarks/results", command=None, notes="", env=None):
+    """Write ``<name>.md`` (table, command, environment) and ``<name>.json``.
+
+    ``env`` describes where the runs ran (default: this process, :func:`environment`).
+    """
+    env = env or environment()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     command = command or " ".join(sys.argv)
     table = format_table(runs)
     text = (
-        f"# {name}\n\nCommand: `{command}`\n\nEnvironment: {environment()}\n\n"
+        f"# {name}\n\nCommand: `{command}`\n\nEnvironment: {env}\n\n"
         f"Median [min, max] over seeds.\n\n{table}\n"
     )
     if notes:
         text += f"\n{notes}\n"
     (out / f"{name}.md").write_text(text)
     (out / f"{name}.json").write_text(
-        json.dumps({"command": command, "environment": environment(), "runs": runs}, indent=1)
+        json.dumps({"command": command, "environment": env, "runs": runs}, indent=1)
     )
     return table

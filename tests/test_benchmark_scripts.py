@@ -71,8 +71,9 @@ def test_merge_results_joins_pieces_into_one_table(tmp_path):
     spec.loader.exec_module(module)
     run = dict(dataset="digits", estimator="dec", n_samples=10)
     pieces = [
-        dict(command="python benchmarks/run.py --seeds 0 1", runs=[dict(run, seed=0, acc=0.5), dict(run, seed=1, acc=0.9)]),
-        dict(command="python benchmarks/run.py --seeds 2", runs=[dict(run, seed=2, acc=0.7)]),
+        dict(command="python benchmarks/run.py --seeds 0 1", environment="torch (1 threads)",
+             runs=[dict(run, seed=0, acc=0.5), dict(run, seed=1, acc=0.9)]),
+        dict(command="python benchmarks/run.py --seeds 2", environment="torch (1 threads)", runs=[dict(run, seed=2, acc=0.7)]),
     ]
     files = []
     for i, piece in enumerate(pieces):
@@ -82,4 +83,5 @@ def test_merge_results_joins_pieces_into_one_table(tmp_path):
     text = (tmp_path / "merged.md").read_text()
     assert "`python benchmarks/run.py --seeds 0 1 ; python benchmarks/run.py --seeds 2`" in text
     assert "| digits | dec | 3 | 0.7 [0.5, 0.9] |" in text
+    assert "Environment: torch (1 threads)\n" in text  # the pieces', not the merging process's
     assert [r["seed"] for r in json.loads((tmp_path / "merged.json").read_text())["runs"]] == [0, 1, 2]
