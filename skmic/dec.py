@@ -142,7 +142,10 @@ class DECClustering(
         (``"affine"`` and ``"elastic"`` need ``image_shape``), a callable
         ``g(x, generator)`` or a list of them, as in
         :class:`IICClustering`. Perturbations see the data in its own units
-        (before ``rescale_input``).
+        (before ``rescale_input``). On the MNIST test set,
+        ``perturbation="affine", rescale_input=True, pretrain_epochs=50``
+        reached ACC 0.873 [0.863, 0.969] over 3 seeds, against 0.744 for
+        plain DEC (benchmarks/results/dec_da_mnist_test_cpu.md).
     image_shape : tuple of int, default=None
         ``(C, H, W)`` or ``(H, W)`` when rows are flattened images; used by
         the image perturbations only (the autoencoder stays fully

@@ -85,3 +85,14 @@ def test_merge_results_joins_pieces_into_one_table(tmp_path):
     assert "| digits | dec | 3 | 0.7 [0.5, 0.9] |" in text
     assert "Environment: torch (1 threads)\n" in text  # the pieces', not the merging process's
     assert [r["seed"] for r in json.loads((tmp_path / "merged.json").read_text())["runs"]] == [0, 1, 2]
+
+
+def test_dec_da_script_writes_a_results_table(tmp_path):
+    spec = importlib.util.spec_from_file_location("dec_da", BENCHMARKS / "dec_da.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    params = dict(hidden_layer_sizes=[8], n_components=2, pretrain_epochs=1, max_iter=3, n_init=1, device="cpu")
+    module.main(["--seeds", "0", "--augmentation", '{"noise": 0, "rotation": 10}', "--params", json.dumps(params),
+                 "--name", "t", "--out-dir", str(tmp_path)])
+    text = (tmp_path / "t.md").read_text()
+    assert "| digits | dec-da | 1 |" in text and "--augmentation" in text
