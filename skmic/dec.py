@@ -57,7 +57,9 @@ class DECClustering(
 
     With ``reconstruction_weight > 0`` the decoder is kept and its loss is
     added (IDEC, Guo et al. 2017), which preserves the local structure of
-    the embedding.
+    the embedding. With a ``perturbation``, pretraining and clustering see
+    randomly perturbed samples, whose assignments are pulled toward the
+    clean data's targets (DEC-DA, Guo et al. 2018).
 
     Parameters
     ----------
