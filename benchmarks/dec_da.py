@@ -19,13 +19,9 @@ import argparse
 import json
 import shlex
 import sys
-import time
-
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from skmic import DECClustering
-from skmic.benchmark import load_dataset, save_results
-from skmic.metrics import cluster_accuracy
+from skmic.benchmark import fit_and_score, load_dataset, save_results
 from skmic.perturbations import ImagePerturbation
 
 
@@ -44,13 +40,8 @@ def main(argv=None):
     g = ImagePerturbation(shape, **args.augmentation)
     runs = []
     for seed in args.seeds:
-        start = time.perf_counter()
-        dec = DECClustering(len(set(y)), perturbation=g, random_state=seed, **args.params).fit(X)
-        runs.append(dict(
-            dataset=args.dataset, estimator="dec-da", seed=seed, n_samples=len(X),
-            acc=cluster_accuracy(y, dec.labels_), nmi=normalized_mutual_info_score(y, dec.labels_),
-            ari=adjusted_rand_score(y, dec.labels_), fit_time_s=time.perf_counter() - start,
-        ))
+        dec = DECClustering(len(set(y)), perturbation=g, random_state=seed, **args.params)
+        runs.append(fit_and_score(dec, X, y, dataset=args.dataset, estimator="dec-da", seed=seed))
         print(json.dumps(runs[-1]), flush=True)
     command = "python benchmarks/dec_da.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     print(save_results(runs, args.name, args.out_dir, command=command, notes=args.notes))

@@ -66,5 +66,6 @@ def main():
                f"{args.params or 'the defaults'}. k-means on the raw inputs: ACC {raw_acc:.4f}, NMI {raw_nmi:.4f}.",
                table(rows), rows))
 
+
 if __name__ == "__main__":
     main()

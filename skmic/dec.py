@@ -361,7 +361,7 @@ class DECClustering(
         generator = self._make_generator()
         augment = self._augmentation(Xt, generator)
         best, scores = None, []
-        for restart in range(self.n_restarts):
+        for _ in range(self.n_restarts):
             run = self._fit_once(Xt, augment, generator)
             scores.append(run["compactness"])
             if best is None or run["compactness"] < best["compactness"]:
