@@ -5,12 +5,20 @@ need no labels: of the pretrained embedding (before the clustering phase)
 with its k-means labels -- reconstruction loss, within/total sum of squares,
 silhouette -- and of the final embedding with DEC's labels -- the final KL
 loss, within/total sum of squares (``restart_compactness_``), silhouette.
-Writes benchmarks/results/<name>.md and .json.
+With ``--augmentation`` (keyword arguments of
+:class:`skmic.perturbations.ImagePerturbation`) the runs are DEC-DA with that
+perturbation, and one more score is recorded: ``invariance``, the fraction of
+samples whose predicted cluster is unchanged by a random perturbation (mean
+over 5 draws). Writes benchmarks/results/<name>.md and .json.
 
 Example::
 
     python benchmarks/dec_compactness.py --dataset digits --seeds 0 1 2 3 4 5 \\
         --params '{"pretrain": "greedy", "rescale_input": true}' --name dec_compactness_digits_cpu
+    python benchmarks/dec_compactness.py --dataset digits --seeds 3 4 5 \\
+        --augmentation '{"rotation": 10, "p_rotation": 1.0, "scale": [1, 1], "shear": 0,
+                         "translate": 0.1, "crop": null, "brightness": 0, "contrast": 0, "noise": 0}' \\
+        --params '{"pretrain": "greedy", "rescale_input": true}' --name dec_da_scores_digits_cpu
 """
 
 import json
@@ -25,6 +33,7 @@ from sklearn.metrics import normalized_mutual_info_score, silhouette_score
 from skmic import DECClustering, KMeansBaseline
 from skmic.dec import compactness
 from skmic.metrics import cluster_accuracy
+from skmic.perturbations import ImagePerturbation
 
 
 class _KeepsPretrainedEmbedding(DECClustering):
@@ -40,13 +49,24 @@ class _KeepsPretrainedEmbedding(DECClustering):
 SCORES = ["pretrain_loss", "init_within_total", "init_silhouette", "final_kl", "final_within_total", "final_silhouette"]
 
 
+def invariance(dec, X, perturbation, seed, draws=5):
+    """Mean fraction of samples whose predicted cluster a random perturbation leaves unchanged."""
+    generator = torch.Generator().manual_seed(seed)
+    Xt = torch.as_tensor(X)
+    return float(np.mean([
+        np.mean(dec.predict(perturbation(Xt, generator).numpy()) == dec.labels_) for _ in range(draws)
+    ]))
+
+
 def main():
-    args, X, y, _ = parse_args(__doc__.splitlines()[0], "digits", [0, 1, 2, 3, 4, 5])
+    args, X, y, shape = parse_args(__doc__.splitlines()[0], "digits", [0, 1, 2, 3, 4, 5], ["augmentation"])
     k = len(np.unique(y))
+    g = ImagePerturbation(shape, **args.augmentation) if args.augmentation else None
+    scores = SCORES + ["invariance"] * (g is not None)
     rows = []
     for seed in args.seeds:
         start = time.perf_counter()
-        dec = _KeepsPretrainedEmbedding(n_clusters=k, random_state=seed, **args.params).fit(X)
+        dec = _KeepsPretrainedEmbedding(n_clusters=k, perturbation=g, random_state=seed, **args.params).fit(X)
         fit_time = time.perf_counter() - start
         Z0, Z = dec.pretrained_embedding_, dec.transform(X)
         init = KMeansBaseline(k, n_init=dec.n_init, random_state=seed).fit_predict(Z0)
@@ -59,16 +79,19 @@ def main():
             final_silhouette=float(silhouette_score(Z, dec.labels_)),
             acc=cluster_accuracy(y, dec.labels_), nmi=normalized_mutual_info_score(y, dec.labels_),
         ))
+        if g is not None:
+            rows[-1]["invariance"] = invariance(dec, X, g, seed)
         print(json.dumps(rows[-1]), flush=True)
-    cols = ["seed", "acc", "nmi", "init_acc", *SCORES, "fit_time_s"]
+    cols = ["seed", "acc", "nmi", "init_acc", *scores, "fit_time_s"]
     table = "| " + " | ".join(cols) + " |\n" + "|---" * len(cols) + "|\n" + "\n".join(
         "| " + " | ".join(f"{r[c]:.4g}" for c in cols) + " |" for r in rows
     )
     acc = [r["acc"] for r in rows]
     table += "\n\n| score | Spearman correlation with ACC |\n|---|---|\n" + "\n".join(
-        f"| {c} | {spearmanr([r[c] for r in rows], acc)[0]:+.2f} |" for c in SCORES
+        f"| {c} | {spearmanr([r[c] for r in rows], acc)[0]:+.2f} |" for c in scores
     )
-    print(save(args, "dec_compactness.py", f"Dataset {args.dataset}, DEC parameters {args.params or 'defaults'}. "
+    method = f"DEC-DA, ImagePerturbation {args.augmentation}" if g is not None else "DEC"
+    print(save(args, "dec_compactness.py", f"Dataset {args.dataset}, {method}, parameters {args.params or 'defaults'}. "
                "init_*: the pretrained embedding with its k-means labels; final_*: the final embedding with "
                "DEC's labels; within_total is within-cluster over total sum of squares (lower is more compact).",
                table, rows))

@@ -40,12 +40,16 @@ def kmeans_scores(Z, y, seed):
     return cluster_accuracy(y, labels), normalized_mutual_info_score(y, labels)
 
 
-def parse_args(description, dataset, seeds):
-    """The command line shared by the DIM benchmark scripts; returns (args, X, y, image_shape)."""
+def parse_args(description, dataset, seeds, json_options=()):
+    """The command line shared by the benchmark scripts; returns (args, X, y, image_shape).
+
+    ``json_options``: names of further options that take JSON (default ``{}``).
+    """
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--dataset", default=dataset)
     p.add_argument("--seeds", nargs="+", type=int, default=seeds)
-    p.add_argument("--params", type=json.loads, default={})
+    for name in ("params", *json_options):
+        p.add_argument(f"--{name}", type=json.loads, default={})
     p.add_argument("--data-home")
     p.add_argument("--name", required=True)
     p.add_argument("--out-dir", default="benchmarks/results")

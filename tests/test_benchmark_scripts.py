@@ -96,3 +96,23 @@ def test_dec_da_script_writes_a_results_table(tmp_path):
                  "--name", "t", "--out-dir", str(tmp_path)])
     text = (tmp_path / "t.md").read_text()
     assert "| digits | dec-da | 1 |" in text and "--augmentation" in text
+
+
+def test_dec_invariance_score_is_the_fraction_of_unchanged_labels(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # dec_compactness imports dim_probe
+    spec = importlib.util.spec_from_file_location("dec_compactness", BENCHMARKS / "dec_compactness.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from sklearn.datasets import make_blobs
+
+    from skmic import DECClustering
+
+    X, _ = make_blobs(60, centers=3, random_state=0)
+    X = X.astype("float32")
+    dec = DECClustering(3, hidden_layer_sizes=[8], n_components=2, pretrain_epochs=5, max_iter=20,
+                        random_state=0, device="cpu").fit(X)
+    assert module.invariance(dec, X, lambda x, g: x, seed=0) == 1.0
+    first_row = lambda x, g: x[:1].expand_as(x)  # every sample becomes the first one
+    expected = (dec.labels_ == dec.labels_[0]).mean()
+    assert module.invariance(dec, X, first_row, seed=0) == pytest.approx(expected)
+    assert expected < 1.0
