@@ -43,6 +43,25 @@ fit_context = _fit_context(prefer_skip_nested_validation=True)
 INFERENCE_BATCH_SIZE = 4096
 
 
+def as_chw(image_shape):
+    """``(C, H, W)`` from ``(C, H, W)`` or ``(H, W)`` (one channel) of positive ints.
+
+    Raises
+    ------
+    ValueError
+        If ``image_shape`` is neither.
+    """
+    shape = tuple(image_shape)
+    if len(shape) == 2:
+        shape = (1,) + shape
+    if len(shape) != 3 or not all(isinstance(s, numbers.Integral) and s > 0 for s in shape):
+        raise ValueError(
+            f"image_shape must be (channels, height, width) or (height, width) of "
+            f"positive ints, got {image_shape!r}."
+        )
+    return tuple(int(s) for s in shape)
+
+
 def check_image_shape(image_shape, n_features):
     """Normalise ``image_shape`` to ``(C, H, W)`` and check it against the data.
 
@@ -64,15 +83,7 @@ def check_image_shape(image_shape, n_features):
     """
     if image_shape is None:
         return None
-    shape = tuple(image_shape)
-    if len(shape) == 2:
-        shape = (1,) + shape
-    if len(shape) != 3 or not all(isinstance(s, numbers.Integral) and s > 0 for s in shape):
-        raise ValueError(
-            f"image_shape must be (channels, height, width) or (height, width) of "
-            f"positive ints, got {image_shape!r}."
-        )
-    shape = tuple(int(s) for s in shape)
+    shape = as_chw(image_shape)
     if int(np.prod(shape)) != n_features:
         raise ValueError(
             f"image_shape={image_shape!r} holds {int(np.prod(shape))} values but X has "

@@ -30,6 +30,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ._base import as_chw
+
 __all__ = [
     "Compose",
     "ElasticPerturbation",
@@ -77,7 +79,7 @@ class ImagePerturbation:
     Parameters
     ----------
     image_shape : tuple of int
-        ``(C, H, W)`` of the flat rows.
+        ``(C, H, W)`` or ``(H, W)`` (one channel) of the flat rows.
     rotation : float, default=25.0
         Maximum rotation in degrees (uniform in [-rotation, rotation]).
     p_rotation : float, default=0.5
@@ -130,7 +132,7 @@ class ImagePerturbation:
         noise=0.1,
         padding_mode="zeros",
     ):
-        self.image_shape = tuple(image_shape)
+        self.image_shape = as_chw(image_shape)
         self.rotation = rotation
         self.p_rotation = p_rotation
         self.scale = _range(scale, "scale")
@@ -331,7 +333,7 @@ class ElasticPerturbation:
     Parameters
     ----------
     image_shape : tuple of int
-        ``(C, H, W)``.
+        ``(C, H, W)`` or ``(H, W)`` (one channel).
     alpha : float, default=8.0
         Strength of the displacement, in pixels (before smoothing shrinks
         it; a typical displacement is ``alpha / (2 sqrt(pi) sigma)``).
@@ -351,7 +353,7 @@ class ElasticPerturbation:
     def __init__(self, image_shape, *, alpha=8.0, sigma=3.0, padding_mode="zeros"):
         if alpha < 0 or sigma <= 0:
             raise ValueError("alpha must be >= 0 and sigma > 0.")
-        self.image_shape = tuple(image_shape)
+        self.image_shape = as_chw(image_shape)
         self.alpha = alpha
         self.sigma = sigma
         self.padding_mode = padding_mode
@@ -530,6 +532,7 @@ class WassersteinPerturbation:
     Parameters
     ----------
     image_shape : tuple of int
+        ``(C, H, W)`` or ``(H, W)`` (one channel).
     eta : float, default=0.1
         Scale of the accepted distances (same units as ``W2``: a fraction of
         the image side). Smaller ``eta`` accepts fewer, gentler candidates
@@ -562,7 +565,7 @@ class WassersteinPerturbation:
     def __init__(self, image_shape, *, eta=0.1, proposal=None, epsilon=0.005, n_iter=50, max_tries=5, grid=14):
         if eta <= 0 or epsilon <= 0:
             raise ValueError("eta and epsilon must be > 0.")
-        self.image_shape = tuple(image_shape)
+        self.image_shape = as_chw(image_shape)
         self.eta = eta
         self.proposal = proposal or Compose([ImagePerturbation(image_shape), ElasticPerturbation(image_shape)])
         self.epsilon = epsilon

@@ -6,8 +6,10 @@ import torch
 
 from skmic.perturbations import (
     Compose,
+    ElasticPerturbation,
     ImagePerturbation,
     PointSetPerturbation,
+    WassersteinPerturbation,
     TabularPerturbation,
     check_perturbation,
     make_perturbation,
@@ -38,6 +40,16 @@ def test_shape_dtype_seed_and_change(g, x, dtype):
     assert not torch.allclose(a, c)  # another seed, another draw
     assert not torch.allclose(a, x)  # it does change the input
     torch.testing.assert_close(x, before)  # and leaves the input alone
+
+
+@pytest.mark.parametrize("cls", [ImagePerturbation, ElasticPerturbation, WassersteinPerturbation])
+def test_image_shape_may_omit_a_single_channel(cls):
+    assert cls((8, 8)).image_shape == (1, 8, 8)
+    if cls is not WassersteinPerturbation:  # (its search is slow; the shape is all that differs)
+        x = torch.rand(4, 64)
+        torch.testing.assert_close(cls((8, 8))(x, gen(0)), cls((1, 8, 8))(x, gen(0)))
+    with pytest.raises(ValueError, match="image_shape must be"):
+        cls((8,))
 
 
 def test_identity_settings_give_identity():
