@@ -6,6 +6,11 @@
 keyword arguments) and passes it to DECClustering. Writes
 benchmarks/results/<name>.md and .json in the format of run.py.
 
+That augmentation is now also the named perturbation ``"shift-rotate"``
+(the same callable, so ``run.py --estimators dec --params
+'{"perturbation": "shift-rotate", ...}'`` gives the same results); this
+script remains for other settings.
+
 Example (the DEC-DA paper's augmentation: shifts of 10% and rotations of
 10 degrees, nothing else)::
 

@@ -25,6 +25,7 @@ Everything is batched tensor code on the batch's device: no per-sample Python.
   which also accepts any user callable.
 """
 
+import inspect
 import math
 
 import torch
@@ -195,7 +196,17 @@ class ImagePerturbation:
         return out
 
     def __repr__(self):
-        return f"ImagePerturbation(image_shape={self.image_shape})"
+        defaults = inspect.signature(type(self)).parameters
+        changed = "".join(
+            f", {name}={getattr(self, name)!r}" for name, p in defaults.items()
+            if name != "image_shape" and getattr(self, name) != _as_set(name, p.default)
+        )
+        return f"ImagePerturbation(image_shape={self.image_shape}{changed})"
+
+
+def _as_set(name, default):
+    """A default of ImagePerturbation as ``__init__`` stores it."""
+    return _range(default, name) if name in ("scale", "crop") and default is not None else default
 
 
 class TabularPerturbation:
@@ -675,6 +686,11 @@ def _named(name, image_shape):
         )
     if name == "affine":
         return ImagePerturbation(image_shape)
+    if name == "shift-rotate":
+        return ImagePerturbation(
+            image_shape, rotation=10.0, p_rotation=1.0, scale=(1.0, 1.0), shear=0.0, translate=0.1,
+            crop=None, brightness=0.0, contrast=0.0, noise=0.0,
+        )
     if name == "elastic":
         return ElasticPerturbation(image_shape)
     if name == "wasserstein":
@@ -684,7 +700,7 @@ def _named(name, image_shape):
 
 #: The perturbation names that :func:`make_perturbation` (and so
 #: ``IICClustering(perturbation=...)``) accepts.
-PERTURBATIONS = ("auto", "affine", "elastic", "wasserstein", "tabular", "points")
+PERTURBATIONS = ("auto", "affine", "shift-rotate", "elastic", "wasserstein", "tabular", "points")
 
 
 def make_perturbation(spec, image_shape=None):
@@ -695,7 +711,9 @@ def make_perturbation(spec, image_shape=None):
     spec : str, callable or sequence of them
         A name from :data:`PERTURBATIONS` (``"auto"``: ``"affine"`` for
         images, ``"tabular"`` otherwise; ``"elastic"``, ``"wasserstein"`` and ``"points"``
-        with their default parameters), a callable ``g(x, generator)``, or
+        with their default parameters; ``"shift-rotate"``: rotations of up
+        to 10 degrees and shifts of up to 10% of the side, nothing else, the
+        augmentation of the DEC-DA paper), a callable ``g(x, generator)``, or
         a list/tuple of these, composed in order (e.g.
         ``["affine", "elastic"]``).
     image_shape : tuple of int or None
@@ -708,7 +726,7 @@ def make_perturbation(spec, image_shape=None):
     --------
     >>> from skmic.perturbations import PERTURBATIONS, make_perturbation
     >>> PERTURBATIONS
-    ('auto', 'affine', 'elastic', 'wasserstein', 'tabular', 'points')
+    ('auto', 'affine', 'shift-rotate', 'elastic', 'wasserstein', 'tabular', 'points')
     >>> make_perturbation("auto", (1, 8, 8))
     ImagePerturbation(image_shape=(1, 8, 8))
     >>> make_perturbation("auto")

@@ -52,6 +52,18 @@ def test_image_shape_may_omit_a_single_channel(cls):
         cls((8,))
 
 
+def test_shift_rotate_is_the_dec_da_papers_augmentation():
+    # the callable benchmarks/dec_da.py built for the DEC-DA results on digits
+    explicit = ImagePerturbation((1, 8, 8), rotation=10, p_rotation=1.0, scale=[1, 1], shear=0, translate=0.1,
+                                 crop=None, brightness=0, contrast=0, noise=0)
+    named = make_perturbation("shift-rotate", (8, 8))
+    x = torch.rand(16, 64)
+    torch.testing.assert_close(named(x, gen(3)), explicit(x, gen(3)), rtol=0, atol=0)
+    assert "rotation=10.0" in repr(named) and "crop=None" in repr(named) and "translate" not in repr(named)
+    with pytest.raises(ValueError, match="image_shape"):
+        make_perturbation("shift-rotate", None)
+
+
 def test_identity_settings_give_identity():
     g = ImagePerturbation((1, 6, 6), rotation=0, scale=1.0, shear=0, translate=0, crop=None, brightness=0, contrast=0, noise=0)
     x = torch.rand(3, 36)
