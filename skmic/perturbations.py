@@ -25,7 +25,6 @@ Everything is batched tensor code on the batch's device: no per-sample Python.
   which also accepts any user callable.
 """
 
-import inspect
 import math
 
 import torch
@@ -196,17 +195,9 @@ class ImagePerturbation:
         return out
 
     def __repr__(self):
-        defaults = inspect.signature(type(self)).parameters
-        changed = "".join(
-            f", {name}={getattr(self, name)!r}" for name, p in defaults.items()
-            if name != "image_shape" and getattr(self, name) != _as_set(name, p.default)
-        )
+        default = vars(ImagePerturbation(self.image_shape))
+        changed = "".join(f", {k}={v!r}" for k, v in vars(self).items() if v != default[k])
         return f"ImagePerturbation(image_shape={self.image_shape}{changed})"
-
-
-def _as_set(name, default):
-    """A default of ImagePerturbation as ``__init__`` stores it."""
-    return _range(default, name) if name in ("scale", "crop") and default is not None else default
 
 
 class TabularPerturbation:
@@ -578,7 +569,7 @@ class WassersteinPerturbation:
             raise ValueError("eta and epsilon must be > 0.")
         self.image_shape = as_chw(image_shape)
         self.eta = eta
-        self.proposal = proposal or Compose([ImagePerturbation(image_shape), ElasticPerturbation(image_shape)])
+        self.proposal = proposal or Compose([ImagePerturbation(self.image_shape), ElasticPerturbation(self.image_shape)])
         self.epsilon = epsilon
         self.n_iter = n_iter
         self.max_tries = max_tries
