@@ -39,8 +39,11 @@ __all__ = [
     "PointSetPerturbation",
     "TabularPerturbation",
     "WassersteinPerturbation",
+    "inverse_affine",
+    "invert_affine",
     "make_perturbation",
     "sinkhorn_w2",
+    "warp_affine",
 ]
 
 
@@ -179,11 +182,36 @@ class ImagePerturbation:
 
     def __call__(self, x, generator=None):
         n = x.shape[0]
-        images = x.reshape((n,) + self.image_shape)
-        theta = self.affine_matrices(n, generator, x.device, x.dtype)
-        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-        out = F.grid_sample(images, grid, mode="bilinear", padding_mode=self.padding_mode, align_corners=False)
-        out = out.reshape(n, -1)
+        out, _ = self.perturb(x.reshape((n,) + self.image_shape), generator)
+        return out.reshape(n, -1)
+
+    def perturb(self, images, generator=None):
+        """Perturb a batch of images and return the affine maps used.
+
+        The same transformation as calling the perturbation on flat rows, on
+        (n, C, H, W) images of any size; the returned matrices let
+        :func:`invert_affine` map anything computed on the perturbed images
+        (e.g. per-pixel network outputs) back onto the original pixel grid.
+
+        Parameters
+        ----------
+        images : Tensor of shape (n, C, H, W)
+        generator : torch.Generator, optional
+
+        Returns
+        -------
+        perturbed : Tensor of shape (n, C, H, W)
+        theta : Tensor of shape (n, 2, 3)
+            The sampling matrices of :meth:`affine_matrices`.
+        """
+        n = images.shape[0]
+        theta = self.affine_matrices(n, generator, images.device, images.dtype)
+        out = warp_affine(images, theta, padding_mode=self.padding_mode)
+        return self._photometric(images.reshape(n, -1), out.reshape(n, -1), generator).reshape(images.shape), theta
+
+    def _photometric(self, x, out, generator):
+        """Brightness, contrast and noise of flat rows ``out`` (``x``: the unperturbed rows)."""
+        n = x.shape[0]
         if self.brightness or self.contrast or self.noise:
             std = x.std(1, keepdim=True).clamp_min(1e-6)
             mean = out.mean(1, keepdim=True)
@@ -198,6 +226,77 @@ class ImagePerturbation:
         default = vars(ImagePerturbation(self.image_shape))
         changed = "".join(f", {k}={v!r}" for k, v in vars(self).items() if v != default[k])
         return f"ImagePerturbation(image_shape={self.image_shape}{changed})"
+
+
+def warp_affine(images, theta, *, mode="bilinear", padding_mode="zeros"):
+    """Resample images: output pixel ``u`` takes the input at ``A u + t``.
+
+    Parameters
+    ----------
+    images : Tensor of shape (n, C, H, W)
+    theta : Tensor of shape (n, 2, 3)
+        ``[A | t]`` in the normalised coordinates of
+        :func:`torch.nn.functional.affine_grid` (``align_corners=False``).
+    mode : {"bilinear", "nearest"}, default="bilinear"
+    padding_mode : {"zeros", "border", "reflection"}, default="zeros"
+
+    Returns
+    -------
+    Tensor of shape (n, C, H, W)
+    """
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
+
+
+def inverse_affine(theta):
+    """The sampling matrices of the inverse maps: ``[A^-1 | -A^-1 t]``.
+
+    Parameters
+    ----------
+    theta : Tensor of shape (n, 2, 3)
+
+    Returns
+    -------
+    Tensor of shape (n, 2, 3)
+    """
+    a_inv = torch.linalg.inv(theta[:, :, :2])
+    return torch.cat([a_inv, -a_inv @ theta[:, :, 2:]], 2)
+
+
+def invert_affine(maps, theta, *, mode="bilinear"):
+    """Map per-pixel maps of perturbed images back onto the original pixel grid.
+
+    If ``x' = warp_affine(x, theta)``, the content of ``x'`` at ``u`` is that
+    of ``x`` at ``A u + t``, so ``invert_affine(x', theta)`` puts it back at
+    ``A u + t``: the inverse map ``g^-1`` of IIC's segmentation objective.
+    Locations of the original grid that the perturbed view did not show are
+    zero (they then contribute nothing to IIC's joints). Normalised
+    coordinates make this work at any resolution: ``maps`` may be a network
+    output smaller than the images ``theta`` was drawn for.
+
+    Parameters
+    ----------
+    maps : Tensor of shape (n, C, h, w)
+    theta : Tensor of shape (n, 2, 3)
+        The matrices returned by :meth:`ImagePerturbation.perturb`.
+    mode : {"bilinear", "nearest"}, default="bilinear"
+
+    Returns
+    -------
+    Tensor of shape (n, C, h, w)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmic.perturbations import ImagePerturbation, invert_affine
+    >>> g = ImagePerturbation((1, 8, 8), rotation=0.0, shear=0.0, scale=1.0, translate=0.0,
+    ...                       crop=None, hflip=True, brightness=0.0, contrast=0.0, noise=0.0)
+    >>> x = torch.rand(4, 1, 8, 8)
+    >>> x_pert, theta = g.perturb(x, torch.Generator().manual_seed(0))
+    >>> torch.allclose(invert_affine(x_pert, theta), x, atol=1e-6)  # flips undone exactly
+    True
+    """
+    return warp_affine(maps, inverse_affine(theta), mode=mode)
 
 
 class TabularPerturbation:

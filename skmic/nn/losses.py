@@ -17,6 +17,8 @@ __all__ = [
     "iic_joint",
     "iic_loss",
     "mutual_information",
+    "segmentation_joint",
+    "segmentation_mi",
     "student_t_assignment",
     "target_distribution",
 ]
@@ -92,6 +94,80 @@ def iic_loss(z, z_pert, lamb=1.0):
     Tensor of shape () or (H,)
     """
     return -mutual_information(iic_joint(z, z_pert), lamb)
+
+
+def segmentation_joint(z, z_pert, displacement, mask=None):
+    """Unnormalised joints of per-pixel assignments for every displacement.
+
+    IIC for segmentation (Ji et al. 2019, section 3.3, eq. 5): for every
+    displacement ``t`` with ``|t|_inf <= d``,
+    ``J_t = sum_i sum_u z_i[:, u] z'_i[:, u + t]^T`` over images ``i`` and
+    pixels ``u`` whose partner ``u + t`` lies inside the image. All
+    ``(2d + 1)^2`` joints come from one convolution of the (C, n, H, W)
+    tensors, ``z`` zero-padded by ``d``; the sum over the batch is the
+    convolution's sum over input channels. Sub-heads are convolution groups.
+    ``segmentation_joint(z, z', 0)`` is :func:`iic_joint` with every pixel a
+    sample.
+
+    Parameters
+    ----------
+    z, z_pert : Tensor of shape (n, C, H, W) or (n, K, C, H, W)
+        Softmax outputs of the images and of their perturbed copies mapped
+        back onto the images' pixel grid (``K`` sub-heads).
+    displacement : int
+        ``d``: the largest displacement along each axis, in pixels of ``z``.
+    mask : Tensor of shape (n, H, W), optional
+        1 for pixels that count, 0 for pixels that do not (unlabelled or
+        outside the perturbed view); both outputs are zeroed there, so a
+        masked pixel contributes to no joint.
+
+    Returns
+    -------
+    Tensor of shape (2d + 1, 2d + 1, C, C) or (K, 2d + 1, 2d + 1, C, C)
+        Entry ``[dy + d, dx + d, c, c']`` pairs class ``c`` at ``u`` with
+        class ``c'`` at ``u + (dy, dx)`` of the perturbed map.
+    """
+    heads = z.dim() == 5
+    if not heads:
+        z, z_pert = z[:, None], z_pert[:, None]
+    if mask is not None:
+        mask = mask[:, None, None].to(z.dtype)
+        z, z_pert = z * mask, z_pert * mask
+    n, k, c, h, w = z.shape
+    d = int(displacement)
+    # conv input: batch = clusters of z', channels = (head, image); weight: (head x cluster of z, image)
+    source = z_pert.permute(2, 1, 0, 3, 4).reshape(c, k * n, h, w)
+    weight = z.permute(1, 2, 0, 3, 4).reshape(k * c, n, h, w)
+    out = torch.nn.functional.conv2d(source, weight, padding=d, groups=k)  # (c', k*c, 2d+1, 2d+1)
+    joint = out.reshape(c, k, c, 2 * d + 1, 2 * d + 1).permute(1, 3, 4, 2, 0)
+    return joint if heads else joint[0]
+
+
+def segmentation_mi(joint, lamb=1.0, reduction="mean"):
+    """Mutual information of the per-displacement joints of :func:`segmentation_joint`.
+
+    Parameters
+    ----------
+    joint : Tensor of shape (..., 2d + 1, 2d + 1, C, C)
+    lamb : float, default=1.0
+        As in :func:`mutual_information`.
+    reduction : {"mean", "sum"}, default="mean"
+        ``"mean"``: every displacement's joint is normalised on its own and
+        the MIs are averaged (the reference code's "uncollapsed" loss, used
+        by all the paper's runs): each displacement is its own prediction
+        task, and pixel pairs at a region border weigh no more at one
+        displacement than at another. ``"sum"``: the joints are summed into
+        one C x C joint first (one MI of the pooled pairs).
+
+    Returns
+    -------
+    Tensor of shape (...)
+    """
+    if reduction == "sum":
+        return mutual_information(joint.sum((-3, -4)), lamb)
+    if reduction == "mean":
+        return mutual_information(joint, lamb).mean((-1, -2))
+    raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}.")
 
 
 # ---------------------------------------------------------------------- DEC
