@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
-__all__ = ["get_data_home", "load_mnist", "load_pendigits", "load_usps"]
+__all__ = ["get_data_home", "load_mnist", "load_pendigits", "load_usps", "make_texture_mosaics"]
 
 
 class DatasetError(ValueError):
@@ -297,3 +297,136 @@ def load_pendigits(data_home=None, *, subset="all", return_X_y=False):
 
     X, y = _subsets(subset, {"train": part("tra"), "test": part("tes")})
     return _finish(X, y, return_X_y, None, "pendigits")
+
+
+# ------------------------------------------------------ procedural textures
+
+#: The texture families of :func:`make_texture_mosaics`, in the order classes
+#: take them: class ``k`` is filled with family ``TEXTURE_FAMILIES[k]``.
+TEXTURE_FAMILIES = ("horizontal-grating", "vertical-grating", "checkers", "dots", "blobs", "fine-noise")
+
+
+def _band_limited_noise(rng, n, size, low, high):
+    """Gaussian noise keeping spatial frequencies in ``[low, high)`` cycles per pixel, unit std."""
+    f = np.fft.fftfreq(size)
+    radius = np.hypot(f[:, None], f[None, :])
+    band = (radius >= low) & (radius < max(high, 1.5 / size)) & (radius > 0)  # never empty, never constant
+    spectrum = np.fft.fft2(rng.standard_normal((n, size, size))) * band
+    noise = np.fft.ifft2(spectrum).real
+    return noise / noise.std(axis=(1, 2), keepdims=True)
+
+
+def _texture(family, rng, n, yy, xx):
+    """``n`` random textures of one family on the pixel grid (``yy``, ``xx``), roughly in [-1, 1]."""
+    def draw(low, high):
+        return rng.uniform(low, high, (n, 1, 1))
+
+    size = yy.shape[0]
+    phase = draw(0, 2 * np.pi)
+    if family.endswith("grating"):
+        angle = np.deg2rad(draw(-10, 10)) + (np.pi / 2 if family.startswith("vertical") else 0.0)
+        period = draw(5, 8)
+        along = np.sin(angle) * xx - np.cos(angle) * yy  # 0 degrees: stripes along x
+        return np.sin(2 * np.pi * along / period + phase)
+    if family == "checkers":
+        angle = np.deg2rad(draw(-10, 10))
+        period = draw(8, 12)
+        u = np.cos(angle) * xx + np.sin(angle) * yy
+        v = -np.sin(angle) * xx + np.cos(angle) * yy
+        return np.tanh(3 * np.sin(2 * np.pi * u / period + phase) * np.sin(2 * np.pi * v / period + draw(0, 2 * np.pi)))
+    if family == "dots":
+        period = draw(5, 7)
+        oy, ox = draw(0, 2 * np.pi), phase
+        bumps = (1 + np.cos(2 * np.pi * yy / period + oy)) * (1 + np.cos(2 * np.pi * xx / period + ox)) / 4
+        return 2 * bumps**4 - 0.5
+    if family == "blobs":
+        return np.tanh(1.5 * _band_limited_noise(rng, n, size, 0.02, 0.07))
+    if family == "fine-noise":
+        return np.clip(_band_limited_noise(rng, n, size, 0.25, 0.5) / 2, -1, 1)
+    raise ValueError(f"unknown texture family {family!r}")  # pragma: no cover
+
+
+def make_texture_mosaics(n_images=200, size=64, n_classes=4, *, n_cells=None, noise=0.05, random_state=None):
+    """Random mosaics of textures with exact per-pixel ground truth.
+
+    A procedural benchmark for unsupervised segmentation. Each image is a
+    Voronoi tessellation of ``n_cells`` random seed points whose cell
+    borders are bent by a smooth random displacement field (so regions are
+    irregular blobs, not polygons); the ``n_classes`` largest cells take
+    distinct classes (so every class occurs in every image), the others
+    random ones. Class ``k`` fills its regions with
+    a texture of family ``TEXTURE_FAMILIES[k]``: horizontal and vertical
+    sine gratings (random phase, period and +-10 degrees of tilt), a
+    checkerboard, a dot lattice, smooth band-limited noise blobs and fine
+    band-limited noise. Every region of every image gets its own random
+    brightness (mean in [0.3, 0.7]) and contrast (standard deviation in
+    [0.1, 0.2]), so neither grey level nor contrast separates the classes:
+    a method has to recognise the texture. All of it is vectorised NumPy.
+
+    Parameters
+    ----------
+    n_images : int, default=200
+        Number of images.
+    size : int, default=64
+        Side of the square images, in pixels (at least 16).
+    n_classes : int, default=4
+        Number of texture classes, 2 to ``len(TEXTURE_FAMILIES)`` (6).
+    n_cells : int, default=None
+        Voronoi cells per image; None is ``n_classes + 2``, enough for every
+        class plus a couple of repeats.
+    noise : float, default=0.05
+        Standard deviation of additive Gaussian pixel noise (the images'
+        grey levels are in [0, 1] before it).
+    random_state : int, RandomState instance or None, default=None
+        Seed of everything drawn.
+
+    Returns
+    -------
+    images : ndarray of shape (n_images, size, size), float32
+        Grey-level images.
+    masks : ndarray of shape (n_images, size, size), int64
+        The class of every pixel.
+
+    Examples
+    --------
+    >>> from skmic.datasets import make_texture_mosaics
+    >>> images, masks = make_texture_mosaics(3, size=32, n_classes=4, random_state=0)
+    >>> images.shape, images.dtype, masks.shape
+    ((3, 32, 32), dtype('float32'), (3, 32, 32))
+    >>> sorted(set(masks[0].ravel().tolist()))
+    [0, 1, 2, 3]
+    """
+    from sklearn.utils import check_random_state
+
+    if not 2 <= n_classes <= len(TEXTURE_FAMILIES):
+        raise ValueError(f"n_classes must be in [2, {len(TEXTURE_FAMILIES)}], got {n_classes}.")
+    if size < 16:
+        raise ValueError(f"size must be at least 16 pixels, got {size}.")
+    n_cells = n_classes + 2 if n_cells is None else n_cells
+    if n_cells < n_classes:
+        raise ValueError(f"n_cells={n_cells} must be at least n_classes={n_classes}.")
+    rng = np.random.default_rng(check_random_state(random_state).randint(2**31 - 1))
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    # layout: Voronoi cells of warped coordinates (smooth displacement ~ size / 12)
+    warp = _band_limited_noise(rng, 2 * n_images, size, 0.0, 0.04).reshape(n_images, 2, size, size) * size / 12
+    seeds = rng.uniform(0, size, (n_images, n_cells, 2))
+    wy, wx = yy + warp[:, 0], xx + warp[:, 1]
+    dist = (wy[:, None] - seeds[:, :, 0, None, None]) ** 2 + (wx[:, None] - seeds[:, :, 1, None, None]) ** 2
+    cell = dist.argmin(1)  # (n, size, size)
+    # the n_classes largest cells take distinct classes, the others random ones
+    area = (cell.reshape(n_images, -1, 1) == np.arange(n_cells)).sum(1)
+    largest = np.argsort(-area, axis=1, kind="stable")[:, :n_classes]
+    cell_class = rng.integers(0, n_classes, (n_images, n_cells))
+    np.put_along_axis(cell_class, largest, rng.permuted(np.tile(np.arange(n_classes), (n_images, 1)), axis=1), 1)
+    masks = np.take_along_axis(cell_class, cell.reshape(n_images, -1), 1).reshape(n_images, size, size)
+    # a texture of every class for every image, then each pixel takes its class's
+    textures = np.stack([_texture(TEXTURE_FAMILIES[k], rng, n_images, yy, xx) for k in range(n_classes)], 1)
+    textures = (textures - textures.mean((2, 3), keepdims=True)) / textures.std((2, 3), keepdims=True)
+    texture = np.take_along_axis(textures, masks[:, None], 1)[:, 0]
+    # per-cell brightness and contrast
+    mean = rng.uniform(0.3, 0.7, (n_images, n_cells))
+    amplitude = rng.uniform(0.1, 0.2, (n_images, n_cells))
+    flat = cell.reshape(n_images, -1)
+    grey = (np.take_along_axis(mean, flat, 1) + np.take_along_axis(amplitude, flat, 1) * texture.reshape(n_images, -1))
+    images = grey.reshape(n_images, size, size) + noise * rng.standard_normal((n_images, size, size))
+    return images.astype(np.float32), masks.astype(np.int64)

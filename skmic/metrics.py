@@ -43,6 +43,8 @@ __all__ = [
     "cluster_accuracy_scorer",
     "cluster_mapping",
     "many_to_one_accuracy_scorer",
+    "pixel_accuracy",
+    "pixel_mapping",
     "remap_labels",
 ]
 
@@ -163,6 +165,81 @@ def remap_labels(y_true, y_pred, *, kind="one_to_one", unmatched=-1):
     clusters, inverse = np.unique(column_or_1d(y_pred), return_inverse=True)
     targets = np.array([mapping.get(c, unmatched) for c in clusters])
     return targets[inverse]
+
+
+def _valid_pixels(y_true, y_pred, ignore_label):
+    """Both label maps flattened, without the pixels whose true label is ``ignore_label``."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred must have the same shape, got {y_true.shape} and {y_pred.shape}.")
+    y_true, y_pred = y_true.ravel(), y_pred.ravel()
+    if ignore_label is not None:
+        keep = y_true != ignore_label
+        y_true, y_pred = y_true[keep], y_pred[keep]
+    return y_true, y_pred
+
+
+def pixel_accuracy(y_true, y_pred, *, ignore_label=None, kind="one_to_one"):
+    """Segmentation accuracy over all valid pixels of all images.
+
+    The protocol of IIC's segmentation results (Ji et al. 2019): one map
+    from clusters to classes for the whole set, found by the Hungarian
+    algorithm over all valid pixels, then the fraction of valid pixels whose
+    mapped cluster is their class (:func:`cluster_accuracy` with every pixel
+    a sample). Use :func:`pixel_mapping` for the map itself.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_images, H, W)
+        True class of every pixel (any shape: it is flattened).
+    y_pred : array-like of the same shape
+        Cluster of every pixel, e.g. ``IICSegmentation.predict``.
+    ignore_label : object, default=None
+        Pixels whose true class is this value (unlabelled pixels, e.g. 255)
+        are left out of the matching and of the accuracy.
+    kind : {"one_to_one", "many_to_one"}, default="one_to_one"
+        See :func:`cluster_mapping`.
+
+    Returns
+    -------
+    accuracy : float
+        Correct valid pixels / valid pixels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmic.metrics import pixel_accuracy
+    >>> truth = np.array([[[0, 0], [1, 255]]])
+    >>> pixel_accuracy(truth, np.array([[[7, 7], [3, 7]]]), ignore_label=255)
+    1.0
+    """
+    return cluster_accuracy(*_valid_pixels(y_true, y_pred, ignore_label), kind=kind)
+
+
+def pixel_mapping(y_true, y_pred, *, ignore_label=None, kind="one_to_one"):
+    """The map from clusters to classes that :func:`pixel_accuracy` scores with.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n_images, H, W)
+    ignore_label : object, default=None
+        True class of pixels left out.
+    kind : {"one_to_one", "many_to_one"}, default="one_to_one"
+
+    Returns
+    -------
+    mapping : dict
+        ``{cluster_id: class_label}``, as :func:`cluster_mapping`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmic.metrics import pixel_mapping
+    >>> m = pixel_mapping(np.array([[[0, 0], [1, 1]]]), np.array([[[5, 5], [2, 2]]]))
+    >>> sorted((int(k), int(v)) for k, v in m.items())
+    [(2, 1), (5, 0)]
+    """
+    return cluster_mapping(*_valid_pixels(y_true, y_pred, ignore_label), kind=kind)
 
 
 #: Scorer for ``GridSearchCV(..., scoring=cluster_accuracy_scorer)``: calls the
