@@ -25,7 +25,8 @@ class TrainingResult:
     ----------
     history : list of dict
         One record per epoch: ``epoch``, ``loss`` (mean over the epoch's
-        steps), ``loss_<phase>`` per named phase, and whatever the
+        steps; a list with one entry per restart when the step returns
+        per-restart losses), ``loss_<phase>`` per named phase, and whatever the
         ``on_epoch_end`` hook added.
     n_epochs : int
         Epochs run.
@@ -51,27 +52,39 @@ def batches(n_samples, batch_size, *, generator=None, device="cpu", shuffle=True
     Parameters
     ----------
     n_samples, batch_size : int
-    generator : torch.Generator, optional
-        Source of the shuffling permutation (on ``device``).
+    generator : torch.Generator or sequence of them, optional
+        Source of the shuffling permutation (on ``device``). With a sequence
+        of ``R`` generators (one per restart of a stacked network, see
+        :mod:`skmic.nn.stacked`) each draws its own permutation and every
+        batch is an ``(R, b)`` tensor whose row ``k`` is restart ``k``'s.
     device : torch.device or str
     shuffle : bool
 
     Returns
     -------
     list of LongTensor
+        Of shape ``(b,)``, or ``(R, b)`` with a sequence of generators.
     """
-    if shuffle:
-        order = torch.randperm(n_samples, generator=generator, device=device)
-    else:
+    several = isinstance(generator, (list, tuple))
+    if not shuffle:
         order = torch.arange(n_samples, device=device)
-    parts = list(order.split(batch_size))
-    if len(parts) > 1 and len(parts[-1]) < 2:
-        parts[-2:] = [torch.cat(parts[-2:])]
+    elif several:
+        order = torch.stack([torch.randperm(n_samples, generator=g, device=device) for g in generator])
+    else:
+        order = torch.randperm(n_samples, generator=generator, device=device)
+    parts = list(order.split(batch_size, dim=-1))
+    if len(parts) > 1 and parts[-1].shape[-1] < 2:
+        parts[-2:] = [torch.cat(parts[-2:], dim=-1)]
     return parts
 
 
 class TrainingDivergedError(FloatingPointError):
     """The loss became NaN or infinite during training."""
+
+
+def _as_record(loss):
+    """A float for a scalar loss, a list of floats for per-restart losses."""
+    return loss.item() if loss.dim() == 0 else loss.tolist()
 
 
 def train(
@@ -97,8 +110,11 @@ def train(
     Parameters
     ----------
     step : callable
-        ``step(indices, phase) -> loss``: the scalar loss of the mini-batch
-        ``indices`` (a LongTensor on ``device``) for the current phase.
+        ``step(indices, phase) -> loss``: the loss of the mini-batch
+        ``indices`` (a LongTensor on ``device``) for the current phase; a
+        scalar, or one loss per restart (shape ``(R,)``) for a stacked
+        network trained with ``R`` generators, whose sum is minimised and
+        whose entries are recorded apart.
     n_samples : int
         Size of the index range to draw mini-batches from.
     optimizer : torch.optim.Optimizer or sequence of them
@@ -153,8 +169,7 @@ def train(
             totals = []
             stop = False
             for phase in phases:
-                total = torch.zeros((), device=device)
-                count = 0
+                total, count = 0.0, 0
                 for indices in batches(
                     n_samples, batch_size, generator=generator, device=device
                 ):
@@ -164,21 +179,22 @@ def train(
                     for opt in optimizers:
                         opt.zero_grad(set_to_none=True)
                     loss = step(indices, phase)
-                    loss.backward()
+                    loss.sum().backward()
                     for opt in optimizers:
                         opt.step()
-                    total += loss.detach()
+                    total = total + loss.detach()
                     count += 1
                     result.n_steps += 1
                 if count:
-                    totals.append((phase, total.item() / count))
+                    totals.append((phase, total / count))
                 if stop:
                     break
             if not totals:  # stopped before the epoch's first step
                 result.stopped_early = True
                 break
-            record["loss"] = sum(t for _, t in totals) / len(totals)
-            if not math.isfinite(record["loss"]):
+            mean = sum(t for _, t in totals) / len(totals)
+            record["loss"] = _as_record(mean)
+            if not bool(torch.isfinite(mean).all()):
                 raise TrainingDivergedError(
                     f"Training diverged: the loss became {record['loss']} in epoch "
                     f"{epoch + 1}. Try a smaller learning_rate, or scale the input "
@@ -187,20 +203,21 @@ def train(
             if len(phases) > 1:
                 for phase in dict.fromkeys(p for p, _ in totals):
                     values = [t for p, t in totals if p == phase]
-                    record[f"loss_{phase}"] = sum(values) / len(values)
+                    record[f"loss_{phase}"] = _as_record(sum(values) / len(values))
             if on_epoch_end is not None and on_epoch_end(record):
                 stop = True
             result.history.append(record)
             result.n_epochs = epoch + 1
-            progress.set_postfix(loss=f"{record['loss']:.4f}")
+            progress.set_postfix(loss=f"{float(mean.sum()):.4f}")
             if verbose >= 2:
                 tqdm.write(
-                    f"[{desc}] epoch {epoch + 1}/{max_epochs} loss {record['loss']:.5f}",
+                    f"[{desc}] epoch {epoch + 1}/{max_epochs} loss "
+                    + " ".join(f"{v:.5f}" for v in mean.reshape(-1).tolist()),
                     file=sys.stderr,
                 )
             if tol is not None and n_iter_no_change is not None:
-                if record["loss"] < best - tol:
-                    best, stale = record["loss"], 0
+                if float(mean.sum()) < best - tol:
+                    best, stale = float(mean.sum()), 0
                 else:
                     stale += 1
                     stop = stop or stale >= n_iter_no_change

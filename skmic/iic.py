@@ -13,6 +13,7 @@ from ._training import batches, train
 from .nn.encoders import MLP, ConvEncoder, init_weights
 from .nn.heads import IICNet
 from .nn.losses import iic_joint, iic_loss, mutual_information
+from .nn.stacked import restart_seeds, stack_inputs, stack_state, unstack_state
 from .perturbations import PERTURBATIONS, check_perturbation, make_perturbation
 
 __all__ = ["IICClustering"]
@@ -284,74 +285,57 @@ class IICClustering(
         steps_per_epoch = max(1, n_samples // self.batch_size)
         return int(min(200, max(10, math.ceil(2500 / steps_per_epoch))))
 
-    def _build_network(self, n_features, n_samples):
+    def _build_network(self, n_features, n_samples, restarts=1):
         if self.image_shape_ is not None and self.encoder != "mlp":
-            trunk = ConvEncoder(self.image_shape_, self.conv_channels)
+            trunk = ConvEncoder(self.image_shape_, self.conv_channels, restarts=restarts)
         else:
-            trunk = MLP(n_features, self.hidden_layer_sizes)
-        net = IICNet(trunk, self.n_clusters, self.n_heads, self._n_over(n_samples))
+            trunk = MLP(n_features, self.hidden_layer_sizes, restarts=restarts)
+        net = IICNet(trunk, self.n_clusters, self.n_heads, self._n_over(n_samples), restarts=restarts)
         return init_weights(net).to(self.device_)
 
     def _fit(self, X):
         self.image_shape_ = check_image_shape(self.image_shape, X.shape[1])
         g = make_perturbation(self.perturbation, self.image_shape_)
         Xt = self._as_tensor(X).float()
-        generator = self._make_generator()
-        check_perturbation(g, Xt[: min(len(Xt), 8)], generator)
-        over = self._n_over(X.shape[0]) > 0
-        if self.head_training == "joint" or not over:
-            phases = ("joint",) if over else ("main",)
-        else:
-            phases = ("main", "main", "over")
-
-        def options(net):
-            return dict(
-                n_samples=X.shape[0], generator=generator, modules=[net], phases=phases, **self._train_options()
-            )
-
+        check_perturbation(g, Xt[: min(len(Xt), 8)], torch.Generator(self.device_).manual_seed(0))
         n_epochs = self._n_epochs(X.shape[0])
         first = n_epochs if self.screen_epochs is None else min(self.screen_epochs, n_epochs)
-        best, restart_losses = None, []
-        for restart in range(self.n_init):
-            net = self._build_network(X.shape[1], X.shape[0])
-            optimizer = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
-            step = self._step_function(net, Xt, g, generator)
-            result = train(step, max_epochs=first, optimizer=optimizer, **options(net))
-            losses = self._head_losses(net, Xt, g, generator).cpu().numpy()
-            restart_losses.append(float(losses.min()))
-            if best is None or losses.min() < best[3].min():
-                best = (net, optimizer, step, losses, result.history)
-        net, optimizer, step, losses, history = best
+        # every restart at once, as one stacked network (skmic.nn.stacked)
+        run = self._train_restarts(Xt, g, restart_seeds(torch.initial_seed(), self.n_init), first)
+        losses = run.head_losses().cpu().numpy()
+        restart_losses = losses.min(1)
+        best = int(np.argmin(restart_losses))
+        run = run.select(best)
         if first < n_epochs:  # screening: only the best restart trains on
-            more = train(step, max_epochs=n_epochs - first, optimizer=optimizer, **options(net))
-            history = history + [dict(r, epoch=r["epoch"] + first) for r in more.history]
-            losses = self._head_losses(net, Xt, g, generator).cpu().numpy()
-        self.network_ = net
-        self.head_losses_ = losses
-        self.best_head_ = int(np.argmin(losses))
-        self.restart_losses_ = np.asarray(restart_losses)
-        self.history_ = history
-        self.n_iter_ = len(history)
-        self._n_features_out = net.trunk.out_features
+            run.train(n_epochs - first)
+            losses[best] = run.head_losses()[0].cpu().numpy()
+        self.network_ = run.net
+        self.head_losses_ = losses[best]
+        self.best_head_ = int(np.argmin(self.head_losses_))
+        self.restart_losses_ = restart_losses
+        self.history_ = run.history
+        self.n_iter_ = len(run.history)
+        self._n_features_out = run.net.trunk.out_features
         self.labels_ = self._proba(X).argmax(1)
         self._warn_if_collapsed()
 
-    def _step_function(self, net, Xt, g, generator):
-        """The loss of one mini-batch of indices, for :func:`skmic._training.train`."""
-        r = self.n_repeats
-        heads = {"main": (net.main,), "over": (net.over,), "joint": (net.main, net.over)}
+    def _train_restarts(self, Xt, g, seeds, n_epochs):
+        """Train one restart per seed for ``n_epochs``, all at once; return the :class:`_Restarts`.
 
-        def step(idx, phase):
-            x = Xt[idx]
-            n = x.shape[0]
-            h = net(torch.cat([x, g(x.repeat(r, 1), generator)]))
-            loss = 0.0
-            for head in heads[phase]:
-                z = head(h)
-                loss = loss + iic_loss(z[:n].repeat(r, 1, 1), z[n:], self.lamb).mean()
-            return loss
-
-        return step
+        Restart ``k`` is initialised, shuffled and perturbed from ``seeds[k]``
+        alone, exactly as a lone training with that seed would be.
+        """
+        lone = []
+        for seed in seeds:
+            torch.manual_seed(seed)
+            lone.append(self._build_network(Xt.shape[1], Xt.shape[0]).state_dict())
+        net = self._build_network(Xt.shape[1], Xt.shape[0], restarts=len(seeds))
+        net.load_state_dict(stack_state(lone))
+        optimizer = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
+        generators = [torch.Generator(self.device_).manual_seed(seed) for seed in seeds]
+        run = _Restarts(self, net, optimizer, Xt, g, generators)
+        run.train(n_epochs)
+        return run
 
     def _warn_if_collapsed(self):
         used = len(np.unique(self.labels_))
@@ -362,17 +346,6 @@ class IICClustering(
                 "random_state, more n_init restarts, or a fitting perturbation.",
                 UserWarning,
             )
-
-    def _head_losses(self, net, Xt, g, generator):
-        """Loss of every main sub-head over all of ``Xt`` (one perturbation draw)."""
-        joint = 0.0
-        with torch.no_grad():
-            for idx in batches(Xt.shape[0], 1024, shuffle=False, device=Xt.device):
-                x = Xt[idx]
-                h = net(torch.cat([x, g(x, generator)]))
-                z = net.main(h)
-                joint = joint + iic_joint(z[: len(idx)], z[len(idx) :])
-        return -mutual_information(joint.double(), self.lamb)
 
     # ------------------------------------------------------------- inference
     def predict_proba(self, X):
@@ -426,5 +399,93 @@ class IICClustering(
         X = self._check_fitted_input(X)
         g = make_perturbation(self.perturbation, self.image_shape_)
         Xt = self._as_tensor(X).float()
-        generator = torch.Generator(self.device_).manual_seed(0)
-        return -float(self._head_losses(self.network_, Xt, g, generator)[self.best_head_])
+        return -float(_Restarts(self, self.network_, None, Xt, g, [None]).head_losses()[0, self.best_head_])
+
+
+def _restart_record(record, k):
+    """Restart ``k``'s entries of a history record of per-restart lists."""
+    return {key: value[k] if isinstance(value, list) else value for key, value in record.items()}
+
+
+class _Restarts:
+    """IIC's restarts in training: a stacked network, its optimizer and data.
+
+    ``net`` holds ``R = len(generators)`` restarts side by side (see
+    :mod:`skmic.nn.stacked`); restart ``k`` draws its mini-batches and
+    perturbations from ``generators[k]`` only. :meth:`select` takes one
+    restart out, with its optimizer state, to train on alone.
+    """
+
+    def __init__(self, est, net, optimizer, Xt, g, generators):
+        self.est, self.net, self.optimizer = est, net, optimizer
+        self.Xt, self.g, self.generators = Xt, g, generators
+        self.history = []
+
+    @property
+    def n_restarts(self):
+        return len(self.generators)
+
+    def _views(self, x):
+        """Perturbed copies ``(R, n, F)`` of per-restart batches ``x`` ``(R, n, F)``."""
+        return torch.stack([self.g(xk, gk) for xk, gk in zip(x, self.generators)])
+
+    def step(self, idx, phase):
+        """Per-restart losses ``(R,)`` of the mini-batches ``idx`` ``(R, b)``."""
+        est, net = self.est, self.net
+        x = self.Xt[idx]  # (R, b, F)
+        b, r = idx.shape[1], est.n_repeats
+        h = net(stack_inputs(torch.cat([x, self._views(x.repeat(1, r, 1))], 1)))
+        heads = {"main": (net.main,), "over": (net.over,), "joint": (net.main, net.over)}[phase]
+        loss = 0.0
+        for head in heads:
+            z = head(h)  # (b (1 + r), R * n_heads, C)
+            loss = loss + iic_loss(z[:b].repeat(r, 1, 1), z[b:], est.lamb).view(self.n_restarts, -1).mean(1)
+        return loss
+
+    def train(self, n_epochs):
+        """Train every restart for ``n_epochs`` more epochs."""
+        est = self.est
+        over = est._n_over(self.Xt.shape[0]) > 0
+        if est.head_training == "joint" or not over:
+            phases = ("joint",) if over else ("main",)
+        else:
+            phases = ("main", "main", "over")
+        result = train(
+            self.step, n_samples=self.Xt.shape[0], optimizer=self.optimizer, max_epochs=n_epochs,
+            generator=self.generators, modules=[self.net], phases=phases, **est._train_options(),
+        )
+        done = len(self.history)
+        records = [dict(r, epoch=r["epoch"] + done) for r in result.history]
+        self.history += records if self.n_restarts > 1 else [_restart_record(r, 0) for r in records]
+
+    def head_losses(self):
+        """Loss ``(R, n_heads)`` of every main sub-head over all the data.
+
+        In eval mode, with one draw of the perturbation from a fixed seed,
+        the same for every restart (so the restarts are compared on the same
+        pairs, and the training streams are left untouched).
+        """
+        net, Xt = self.net, self.Xt
+        generator = torch.Generator(Xt.device).manual_seed(0)
+        joint = 0.0
+        with torch.no_grad():
+            for idx in batches(Xt.shape[0], 1024, shuffle=False, device=Xt.device):
+                x = Xt[idx]
+                pairs = torch.cat([x, self.g(x, generator)]).expand(self.n_restarts, -1, -1)
+                z = net.main(net(stack_inputs(pairs)))
+                joint = joint + iic_joint(z[: len(idx)], z[len(idx) :])
+        return -mutual_information(joint.double(), self.est.lamb).view(self.n_restarts, -1)
+
+    def select(self, k):
+        """Restart ``k`` alone: a lone network with its weights, optimizer state and history."""
+        est, r = self.est, self.n_restarts
+        net = est._build_network(self.Xt.shape[1], self.Xt.shape[0])
+        net.load_state_dict(unstack_state(self.net.state_dict(), r, k))
+        net.eval()
+        optimizer = torch.optim.Adam(net.parameters(), lr=est.learning_rate)
+        for stacked, lone in zip(self.net.parameters(), net.parameters()):
+            if stacked in self.optimizer.state:
+                optimizer.state[lone] = unstack_state(self.optimizer.state[stacked], r, k)
+        run = _Restarts(est, net, optimizer, self.Xt, self.g, [self.generators[k]])
+        run.history = self.history if r == 1 else [_restart_record(rec, k) for rec in self.history]
+        return run

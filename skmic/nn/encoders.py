@@ -8,6 +8,8 @@ nothing here knows about scikit-learn.
 import torch
 from torch import nn
 
+from .stacked import linear
+
 __all__ = ["ConvEncoder", "FeatureTokens", "LocalGlobalEncoder", "MLP", "image_batch", "init_weights"]
 
 
@@ -23,19 +25,23 @@ class MLP(nn.Sequential):
         Width of a final plain Linear layer; ``None`` ends on the last
         hidden layer's activation.
     batchnorm : bool, default=True
+    restarts : int, default=1
+        Independent copies trained side by side (see :mod:`skmic.nn.stacked`):
+        the input is ``(n, restarts * in_features)`` and the output
+        ``(n, restarts * out_features)``.
     """
 
-    def __init__(self, in_features, hidden, out_features=None, *, batchnorm=True):
+    def __init__(self, in_features, hidden, out_features=None, *, batchnorm=True, restarts=1):
         layers = []
         width = in_features
         for h in hidden:
-            layers.append(nn.Linear(width, h, bias=not batchnorm))
+            layers.append(linear(width, h, restarts, bias=not batchnorm))
             if batchnorm:
-                layers.append(nn.BatchNorm1d(h))
+                layers.append(nn.BatchNorm1d(restarts * h))
             layers.append(nn.ReLU(inplace=True))
             width = h
         if out_features is not None:
-            layers.append(nn.Linear(width, out_features))
+            layers.append(linear(width, out_features, restarts))
             width = out_features
         super().__init__(*layers)
         self.out_features = width
@@ -57,17 +63,23 @@ class ConvEncoder(nn.Module):
         Width of each conv block.
     pool_last : bool, default=False
         Whether the last block may pool too.
+    restarts : int, default=1
+        Independent copies trained side by side (see :mod:`skmic.nn.stacked`):
+        grouped convolutions over ``(n, restarts * C, H, W)`` maps; the
+        input is ``(n, restarts * C * H * W)`` and ``out_features`` stays the
+        size of one copy's output.
     """
 
-    def __init__(self, image_shape, channels=(32, 64, 128), *, pool_last=False):
+    def __init__(self, image_shape, channels=(32, 64, 128), *, pool_last=False, restarts=1):
         super().__init__()
         c, h, w = image_shape
         self.image_shape = tuple(image_shape)
+        self._input_shape = (restarts * c, h, w)
         blocks = []
         for i, width in enumerate(channels):
             blocks += [
-                nn.Conv2d(c, width, 3, padding=1, bias=False),
-                nn.BatchNorm2d(width),
+                nn.Conv2d(restarts * c, restarts * width, 3, padding=1, bias=False, groups=restarts),
+                nn.BatchNorm2d(restarts * width),
                 nn.ReLU(inplace=True),
             ]
             if min(h, w) >= 4 and (pool_last or i < len(channels) - 1):
@@ -80,7 +92,7 @@ class ConvEncoder(nn.Module):
 
     def feature_map(self, x):
         """The last conv map, shape (n, *map_shape), of flat or image input."""
-        return self.blocks(x.reshape((-1,) + self.image_shape))
+        return self.blocks(x.reshape((-1,) + self._input_shape))
 
     def forward(self, x):
         return self.feature_map(x).flatten(1)

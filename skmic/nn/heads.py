@@ -2,6 +2,8 @@
 
 from torch import nn
 
+from .stacked import linear
+
 __all__ = ["ClusterHeads", "IICNet"]
 
 #: standard deviation of the heads' initial weights (IIC's reference: 0.01);
@@ -14,31 +16,39 @@ class ClusterHeads(nn.Module):
 
     All sub-heads are one Linear layer reshaped to (n, n_heads, n_clusters),
     so they are evaluated together. Weights start from N(0, 0.01) as in the
-    IIC reference code.
+    IIC reference code. With ``restarts`` > 1 (see :mod:`skmic.nn.stacked`)
+    the input is ``(n, restarts * in_features)`` and the output
+    ``(n, restarts * n_heads, n_clusters)``, restart-major.
     """
 
-    def __init__(self, in_features, n_clusters, n_heads):
+    def __init__(self, in_features, n_clusters, n_heads, restarts=1):
         super().__init__()
         self.n_clusters = n_clusters
         self.n_heads = n_heads
-        self.linear = nn.Linear(in_features, n_clusters * n_heads)
+        self.restarts = restarts
+        self.linear = linear(in_features, n_clusters * n_heads, restarts)
         if HEAD_INIT_STD is not None:
             nn.init.normal_(self.linear.weight, 0.0, HEAD_INIT_STD)
             nn.init.zeros_(self.linear.bias)
 
     def forward(self, h):
-        logits = self.linear(h).view(-1, self.n_heads, self.n_clusters)
+        logits = self.linear(h).view(-1, self.restarts * self.n_heads, self.n_clusters)
         return logits.softmax(-1)
 
 
 class IICNet(nn.Module):
-    """A trunk with the main heads and an optional over-clustering head."""
+    """A trunk with the main heads and an optional over-clustering head.
 
-    def __init__(self, trunk, n_clusters, n_heads, overclustering=0):
+    ``restarts`` must be the trunk's own (``restarts`` copies of the whole
+    network side by side, see :mod:`skmic.nn.stacked`).
+    """
+
+    def __init__(self, trunk, n_clusters, n_heads, overclustering=0, restarts=1):
         super().__init__()
         self.trunk = trunk
-        self.main = ClusterHeads(trunk.out_features, n_clusters, n_heads)
-        self.over = ClusterHeads(trunk.out_features, overclustering, n_heads) if overclustering else None
+        self.restarts = restarts
+        self.main = ClusterHeads(trunk.out_features, n_clusters, n_heads, restarts)
+        self.over = ClusterHeads(trunk.out_features, overclustering, n_heads, restarts) if overclustering else None
 
     def forward(self, x):
         """Trunk features of ``x``."""

@@ -1,0 +1,132 @@
+"""Stacked restarts: R networks as one, each exactly a lone network."""
+
+import numpy as np
+import pytest
+import torch
+
+from skmic import IICClustering
+from skmic.nn.encoders import MLP, ConvEncoder
+from skmic.nn.heads import IICNet
+from skmic.nn.stacked import StackedLinear, stack_inputs, stack_state, unstack_state
+from skmic.perturbations import make_perturbation
+
+
+def lone_nets(build, n):
+    nets = []
+    for k in range(n):
+        torch.manual_seed(k)
+        nets.append(build(1))
+    return nets
+
+
+def stacked_from(build, nets):
+    stacked = build(len(nets))
+    stacked.load_state_dict(stack_state([m.state_dict() for m in nets]))
+    return stacked
+
+
+def test_stacked_linear_is_r_linear_layers():
+    layers = [torch.nn.Linear(5, 3) for _ in range(4)]
+    stacked = StackedLinear(5, 3, 4)
+    stacked.load_state_dict(stack_state([m.state_dict() for m in layers]))
+    x = torch.randn(4, 7, 5)
+    out = stacked(stack_inputs(x)).view(7, 4, 3)
+    for k, layer in enumerate(layers):
+        torch.testing.assert_close(out[:, k], layer(x[k]))
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda r: IICNet(MLP(6, (8, 5), restarts=r), 3, 2, 7, restarts=r),
+        lambda r: IICNet(ConvEncoder((2, 8, 8), (4, 6), restarts=r), 3, 2, 7, restarts=r),
+    ],
+    ids=["mlp", "conv"],
+)
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_stacked_network_computes_each_restart_alone(build, mode):
+    nets = lone_nets(build, 3)
+    stacked = stacked_from(build, nets)
+    for m in nets + [stacked]:
+        m.train(mode == "train")
+    n_features = 6 if isinstance(nets[0].trunk, MLP) else 128
+    x = torch.randn(3, 10, n_features)
+    h = stacked(stack_inputs(x))
+    main, over = stacked.main(h), stacked.over(h)
+    assert main.shape == (10, 3 * 2, 3) and over.shape == (10, 3 * 2, 7)
+    for k, net in enumerate(nets):
+        hk = net(x[k])
+        torch.testing.assert_close(main[:, 2 * k : 2 * k + 2], net.main(hk), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(over[:, 2 * k : 2 * k + 2], net.over(hk), atol=1e-5, rtol=1e-4)
+    if mode == "train":  # BatchNorm statistics were updated per restart too
+        state = stacked.state_dict()
+        for k, net in enumerate(nets):
+            for name, t in unstack_state(state, 3, k).items():
+                torch.testing.assert_close(t, net.state_dict()[name], atol=1e-5, rtol=1e-4)
+
+
+def test_unstack_state_inverts_stack_state():
+    nets = lone_nets(lambda r: MLP(4, (3,), 2, restarts=r), 3)
+    state = stack_state([m.state_dict() for m in nets])
+    for k, net in enumerate(nets):
+        for name, t in unstack_state(state, 3, k).items():
+            assert torch.equal(t, net.state_dict()[name])
+
+
+def _restart_weights(run, k):
+    return {n: t for n, t in run.select(k).net.state_dict().items() if t.is_floating_point()}
+
+
+@pytest.mark.parametrize("image", [False, True], ids=["mlp", "conv"])
+def test_restart_k_of_a_batched_fit_is_the_lone_fit_with_its_seed(digits, image):
+    X = digits[0][:150].astype(np.float32)
+    est = IICClustering(
+        n_clusters=4, n_heads=2, image_shape=(8, 8) if image else None, conv_channels=(4, 8),
+        hidden_layer_sizes=(16,), batch_size=16, n_repeats=2, random_state=0, device="cpu",
+    )
+    est.image_shape_, est.device_ = (1, 8, 8) if image else None, torch.device("cpu")
+    g = make_perturbation("auto", est.image_shape_)
+    Xt = torch.tensor(X, dtype=torch.float64)
+    seeds = [11, 22, 33]
+    # float64 throughout, so that the summation orders of grouped and lone
+    # kernels differ by 1e-16, not by the 1e-7 that Adam amplifies in float32
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        with torch.random.fork_rng():
+            batched = est._train_restarts(Xt, g, seeds, 3)
+            losses = batched.head_losses()
+            for k, seed in enumerate(seeds):
+                lone = est._train_restarts(Xt, g, [seed], 3)
+                torch.testing.assert_close(losses[k], lone.head_losses()[0], atol=1e-9, rtol=1e-9)
+                ours, theirs = _restart_weights(batched, k), _restart_weights(lone, 0)
+                for name in theirs:
+                    torch.testing.assert_close(ours[name], theirs[name], atol=1e-8, rtol=1e-8)
+                np.testing.assert_allclose(
+                    [r["loss"] for r in batched.select(k).history], [r["loss"] for r in lone.select(0).history], rtol=1e-9
+                )
+                with torch.no_grad():  # the same network: the same labels
+                    a, b = batched.select(k).net, lone.select(0).net
+                    assert torch.equal(a.main(a(Xt)).argmax(-1), b.main(b(Xt)).argmax(-1))
+    finally:
+        torch.set_default_dtype(default)
+
+
+def test_restart_zero_is_the_fit_with_one_restart(blobs):
+    X, _ = blobs
+    kwargs = dict(n_clusters=3, n_heads=2, max_epochs=4, hidden_layer_sizes=(16,), random_state=3, device="cpu")
+    one = IICClustering(n_init=1, **kwargs).fit(X)
+    three = IICClustering(n_init=3, **kwargs).fit(X)
+    assert three.restart_losses_.shape == (3,)
+    assert three.restart_losses_[0] == pytest.approx(one.restart_losses_[0], abs=1e-4)
+    assert three.restart_losses_.min() <= one.restart_losses_[0] + 1e-4
+
+
+def test_screening_continues_the_selected_restarts_optimizer(blobs):
+    X, _ = blobs
+    kwargs = dict(n_clusters=3, n_heads=2, hidden_layer_sizes=(16,), random_state=1, device="cpu")
+    screened = IICClustering(n_init=1, screen_epochs=2, max_epochs=5, **kwargs).fit(X)
+    straight = IICClustering(n_init=1, max_epochs=5, **kwargs).fit(X)
+    # with one restart, screening must not change training (the optimizer state carries over)
+    np.testing.assert_allclose([r["loss"] for r in screened.history_], [r["loss"] for r in straight.history_], rtol=1e-5)
+    np.testing.assert_array_equal(screened.labels_, straight.labels_)
