@@ -78,8 +78,30 @@ def batches(n_samples, batch_size, *, generator=None, device="cpu", shuffle=True
     return parts
 
 
-class TrainingDivergedError(FloatingPointError):
-    """The loss became NaN or infinite during training."""
+class TrainingDivergedError(FloatingPointError, ValueError):
+    """Training diverged: the loss (or the model's output) became NaN or infinite.
+
+    A :class:`FloatingPointError` and, since its usual causes are the
+    parameters or the input (a learning rate too large, an input far from
+    unit scale), a :class:`ValueError` too, so that the callers that report
+    bad parameters and bad input (the command line, a grid search) report
+    it the same way.
+    """
+
+
+def _progress_interval(stream):
+    """Seconds between progress-bar refreshes on ``stream``.
+
+    tqdm's 0.1 s on a terminal or in a notebook; 30 s when the stream is a
+    file or a pipe, where every refresh stays in the output.
+    """
+    from tqdm import std
+    from tqdm.autonotebook import tqdm as auto
+
+    isatty = getattr(stream, "isatty", None)
+    if auto is not std.tqdm or (isatty is not None and isatty()):
+        return 0.1
+    return 30.0
 
 
 def _as_record(loss):
@@ -141,8 +163,9 @@ def train(
         Early stopping: stop when the epoch loss has not improved by at least
         ``tol`` for ``n_iter_no_change`` consecutive epochs.
     verbose : int
-        0: silent; 1: a tqdm progress bar over epochs; 2: also one line per
-        epoch.
+        0: silent; 1: a tqdm progress bar over epochs (refreshed every 30 s
+        only when standard error is not a terminal, so that logs stay
+        small); 2: also one line per epoch.
     desc : str
         Label of the progress bar.
 
@@ -161,7 +184,8 @@ def train(
     for module in modules:
         module.train()
     progress = tqdm(
-        range(max_epochs), desc=desc, disable=verbose < 1, file=sys.stderr, leave=False
+        range(max_epochs), desc=desc, disable=verbose < 1, file=sys.stderr, leave=False,
+        mininterval=_progress_interval(sys.stderr),
     )
     try:
         for epoch in progress:
@@ -208,7 +232,7 @@ def train(
                 stop = True
             result.history.append(record)
             result.n_epochs = epoch + 1
-            progress.set_postfix(loss=f"{float(mean.sum()):.4f}")
+            progress.set_postfix(loss=f"{float(mean.sum()):.4f}", refresh=False)  # at tqdm's own pace
             if verbose >= 2:
                 tqdm.write(
                     f"[{desc}] epoch {epoch + 1}/{max_epochs} loss "

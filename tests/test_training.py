@@ -78,3 +78,26 @@ def test_verbose_prints_progress(capsys):
     assert "[toy] epoch 2/2" in err
     train(lambda idx, ph: (w**2).sum(), n_samples=8, optimizer=opt, max_epochs=2, batch_size=4, device="cpu", verbose=0)
     assert capsys.readouterr().err == ""
+
+
+def test_progress_bars_do_not_flood_a_file_or_pipe(capsys):
+    import io
+    import time
+
+    from skmic._training import _progress_interval
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert _progress_interval(Terminal()) == 0.1 and _progress_interval(io.StringIO()) == 30.0
+    w = torch.nn.Parameter(torch.ones(1))
+    opt = torch.optim.SGD([w], lr=0.1)
+
+    def slow_step(idx, phase):
+        time.sleep(0.004)
+        return (w**2).sum()
+
+    # ~1.2 s of training: tqdm's 0.1 s refresh would write a dozen bars into captured stderr
+    train(slow_step, n_samples=8, optimizer=opt, max_epochs=150, batch_size=4, device="cpu", verbose=1, desc="toy")
+    assert capsys.readouterr().err.count("toy") <= 2
