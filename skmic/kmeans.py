@@ -12,10 +12,12 @@ on the device; :class:`KMeansBaseline` is the scikit-learn estimator.
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
 
 from ._base import BaseTorchEstimator, Interval, StrOptions
 
@@ -351,6 +353,13 @@ class KMeansBaseline(
         self.inertia_ = inertia
         self.n_iter_ = n_iter
         self._n_features_out = self.n_clusters
+        distinct = len(np.unique(self.labels_))
+        if distinct < self.n_clusters:
+            warnings.warn(
+                f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
+                f"({self.n_clusters}). Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+            )
 
     def _tensors(self, X):
         """Validated ``X`` and the centres, as tensors of X's dtype on ``device_``."""

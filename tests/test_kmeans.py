@@ -79,3 +79,12 @@ def test_tensor_api_stays_on_device_and_dtype():
     assert centers.dtype == torch.float32 and centers.shape == (4, 5)
     assert labels.dtype == torch.long and labels.shape == (200,)
     assert inertia > 0 and n_iter >= 1
+
+
+def test_fewer_distinct_points_than_clusters_warns():
+    from sklearn.exceptions import ConvergenceWarning
+
+    X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0]]), 5, axis=0)
+    with pytest.warns(ConvergenceWarning, match=r"Number of distinct clusters \(2\) found smaller than n_clusters \(3\)"):
+        km = KMeansBaseline(3, device="cpu", random_state=0).fit(X)
+    assert len(np.unique(km.labels_)) == 2
