@@ -90,6 +90,40 @@ def test_pretrained_encoder_is_used_and_not_modified(blobs):
         tiny(pretrained_encoder=enc, reconstruction_weight=1.0).fit(X)
 
 
+class _Broken(torch.nn.Module):
+    """An encoder returning ``out(x)``: a user module that misbehaves."""
+
+    def __init__(self, out):
+        super().__init__()
+        self.linear, self.out = torch.nn.Linear(4, 2), out
+
+    def forward(self, x):
+        return self.out(self.linear(x))
+
+
+@pytest.mark.parametrize("encoder, match", [
+    (torch.nn.Linear(3, 2), r"pretrained_encoder failed on a batch of X of shape \(8, 4\): RuntimeError: "
+                            r"mat1 and mat2 shapes cannot be multiplied.*n_features=4"),
+    (_Broken(lambda z: z[:, 0]), r"returned \(8,\) for a batch of X of shape \(8, 4\)"),
+    (_Broken(lambda z: (z, z)), r"returned tuple"),
+    (_Broken(lambda z: z / 0), "NaN or infinity"),
+])
+def test_pretrained_encoder_that_does_not_fit_the_data_is_a_value_error(blobs, encoder, match):
+    X, _ = blobs
+    dec = tiny(pretrained_encoder=encoder)
+    with pytest.raises(ValueError, match=match):
+        dec.fit(X)
+    assert not hasattr(dec, "n_features_in_")
+
+
+def test_exploding_embedding_is_a_divergence(blobs):
+    from skmic._training import TrainingDivergedError
+
+    X, _ = blobs
+    with pytest.raises(TrainingDivergedError, match=r"embedding grew from .* more than 1000 times; lower learning_rate"):
+        tiny(learning_rate=1e6).fit(X)
+
+
 def test_reproducible_and_pickle(blobs):
     X, _ = blobs
     a, b = tiny().fit(X), tiny().fit(X)
