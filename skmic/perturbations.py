@@ -763,6 +763,8 @@ class Compose:
 
 
 def _named(name, image_shape):
+    if name not in PERTURBATIONS:
+        raise ValueError(f"unknown perturbation {name!r}; choose from {sorted(PERTURBATIONS)}.")
     if name == "auto":
         name = "affine" if image_shape is not None else "tabular"
     if name == "tabular":
@@ -783,9 +785,7 @@ def _named(name, image_shape):
         )
     if name == "elastic":
         return ElasticPerturbation(image_shape)
-    if name == "wasserstein":
-        return WassersteinPerturbation(image_shape)
-    raise ValueError(f"unknown perturbation {name!r}; choose from {sorted(PERTURBATIONS)}.")
+    return WassersteinPerturbation(image_shape)  # "wasserstein"
 
 
 #: The perturbation names that :func:`make_perturbation` (and so
@@ -804,13 +804,19 @@ def make_perturbation(spec, image_shape=None):
         with their default parameters; ``"shift-rotate"``: rotations of up
         to 10 degrees and shifts of up to 10% of the side, nothing else, the
         augmentation of the DEC-DA paper), a callable ``g(x, generator)``, or
-        a list/tuple of these, composed in order (e.g.
+        a non-empty list/tuple of these, composed in order (e.g.
         ``["affine", "elastic"]``).
     image_shape : tuple of int or None
 
     Returns
     -------
     callable
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, an empty list, or an image perturbation
+        without ``image_shape``.
 
     Examples
     --------
@@ -828,6 +834,11 @@ def make_perturbation(spec, image_shape=None):
     if isinstance(spec, str):
         return _named(spec, image_shape)
     if isinstance(spec, (list, tuple)):
+        if not spec:
+            raise ValueError(
+                f"perturbation={spec!r} is empty; name at least one perturbation "
+                f"(choose from {sorted(PERTURBATIONS)}) or pass a callable."
+            )
         return Compose([make_perturbation(s, image_shape) for s in spec])
     if callable(spec):
         return spec

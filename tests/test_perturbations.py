@@ -216,3 +216,21 @@ def test_names_select_the_new_models():
     assert isinstance(make_perturbation("wasserstein", (1, 8, 8)), WassersteinPerturbation)
     assert isinstance(make_perturbation("points"), PointSetPerturbation)
     assert isinstance(make_perturbation(["affine", "elastic"], (1, 8, 8)), Compose)
+
+
+def test_unknown_names_and_empty_lists_are_named_errors():
+    for spec in ["nope", ["tabular", "nope"], ("nope",)]:
+        with pytest.raises(ValueError, match=r"unknown perturbation 'nope'; choose from \['affine'"):
+            make_perturbation(spec, None)  # tabular data: the name is unknown, not an image-only one
+    for spec in [[], ()]:
+        with pytest.raises(ValueError, match=r"perturbation=.* is empty; name at least one"):
+            make_perturbation(spec, (1, 8, 8))
+
+
+@pytest.mark.parametrize("name", ["IICClustering", "DECClustering", "DeepInfoMaxEmbedder"])
+def test_estimators_reject_an_empty_perturbation_list(name, blobs):
+    import skmic
+
+    X, _ = blobs
+    with pytest.raises(ValueError, match="is empty"):
+        getattr(skmic, name)(perturbation=[], max_epochs=1, device="cpu").fit(X)
