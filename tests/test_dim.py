@@ -105,3 +105,17 @@ def test_perturbed_views_supply_the_local_features(digits):
     assert not np.allclose(a, tiny(image_shape=(8, 8), conv_channels=(4, 8)).fit(X).transform(X))
     with pytest.raises(ValueError, match="perturbation must return"):
         tiny(perturbation=lambda x, g: x[:, :2]).fit(X)
+
+
+@pytest.mark.parametrize("scale, match", [(1e30, "too large for float32"), (1e-30, "too small for float32")])
+def test_deep_estimators_reject_magnitudes_float32_cannot_square(scale, match, blobs):
+    import skmic
+
+    X, _ = blobs
+    for name in ("DeepInfoMaxEmbedder", "IICClustering", "DECClustering"):
+        est = getattr(skmic, name)(max_epochs=1, device="cpu")
+        with pytest.raises(ValueError, match=match + ".*StandardScaler"):
+            est.fit(X * scale)
+    fitted = tiny(max_epochs=1).fit(X)
+    with pytest.raises(ValueError, match="too large"):
+        fitted.transform(X * scale if scale > 1 else X * 1e30)
