@@ -356,6 +356,10 @@ class BaseTorchEstimator(BaseEstimator):
     #: inference methods whose outputs ``fit`` checks (:meth:`_check_fit_result`)
     _checked_outputs = ()
 
+    #: whether ``X`` may be images, (n, H, W) or (n, C, H, W) (:meth:`_flatten_images`);
+    #: such estimators have an ``image_shape`` parameter and set ``image_shape_``
+    _takes_images = False
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
@@ -371,6 +375,7 @@ class BaseTorchEstimator(BaseEstimator):
         whose squares overflow the compute dtype are rejected
         (:func:`check_input_scale`).
         """
+        X, images = self._flatten_images(X, reset=reset)
         try:
             X_checked = validate_data(
                 self,
@@ -389,7 +394,63 @@ class BaseTorchEstimator(BaseEstimator):
                 f"X has non-numeric columns: {shown}{more}; encode them as numbers or drop them."
             ) from None
         check_input_scale(X_checked, self._compute_dtype or X_checked.dtype)
+        if reset and self._takes_images:
+            self.image_shape_ = self._fit_image_shape(images, X_checked.shape[1])
         return X_checked
+
+    def _flatten_images(self, X, *, reset):
+        """Images as flat rows: ``(X_flat, (C, H, W))``; 2-D input is returned as is, with None.
+
+        The one rule: a 3-D array is ``(n, H, W)`` (one channel) and a 4-D
+        array is ``(n, C, H, W)``, channels first, as torch lays images out.
+        A 4-D array that looks channels-last (``(n, H, W, C)`` with C of 1,
+        3 or 4 and a larger second axis) is refused rather than guessed.
+        """
+        ndim = getattr(X, "ndim", None)
+        if ndim is None or ndim <= 2:
+            return X, None
+        name = type(self).__name__
+        if not self._takes_images:
+            raise ValueError(
+                f"{name} takes 2-D input (n_samples, n_features), got an array of shape "
+                f"{tuple(X.shape)}; flatten it with X.reshape(len(X), -1)."
+            )
+        if ndim > 4:
+            raise ValueError(
+                f"{name} takes images as (n, H, W) or (n, C, H, W) arrays (or flat rows with "
+                f"image_shape), got {ndim} dimensions: shape {tuple(X.shape)}."
+            )
+        X = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
+        shape = tuple(int(s) for s in ((1,) + X.shape[1:] if ndim == 3 else X.shape[1:]))
+        if min(shape) == 0:
+            raise ValueError(f"{name} got images of shape {shape} (channels, height, width): an axis is empty.")
+        if ndim == 4 and shape[2] in (1, 3, 4) and shape[0] not in (1, 3, 4):
+            raise ValueError(
+                f"{name} reads 4-D input as (n, channels, height, width), and X of shape "
+                f"{tuple(X.shape)} looks channels-last (n, height, width, channels); pass "
+                "X.transpose(0, 3, 1, 2) (or flat rows with image_shape)."
+            )
+        if not reset and shape != getattr(self, "image_shape_", None):
+            fitted = getattr(self, "image_shape_", None)
+            raise ValueError(
+                f"X holds images of shape {shape} (channels, height, width), but {name} was fitted on "
+                + (f"images of shape {fitted}." if fitted else "tabular data (2-D X without image_shape).")
+            )
+        return X.reshape(len(X), -1), shape
+
+    def _fit_image_shape(self, images, n_features):
+        """``image_shape_``: the shape of n-D training images, else the ``image_shape`` parameter's.
+
+        Raises ValueError when both are given and differ, or when the
+        parameter does not fit the flat rows.
+        """
+        declared = check_image_shape(self.image_shape, n_features)
+        if images is not None and declared is not None and declared != images:
+            raise ValueError(
+                f"image_shape={self.image_shape!r} contradicts X, which holds images of shape "
+                f"{images} (channels, height, width); drop image_shape or reshape X."
+            )
+        return images or declared
 
     def _check_fit_data(self, X):
         """Data-dependent parameter checks (e.g. ``n_clusters`` vs samples)."""
@@ -406,7 +467,9 @@ class BaseTorchEstimator(BaseEstimator):
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
-            Training data. It is not modified.
+            Training data. It is not modified. The estimators that take
+            images also accept arrays of shape (n_samples, H, W) and
+            (n_samples, C, H, W) (:meth:`_flatten_images`).
         y : Ignored
             Present for API consistency.
 

@@ -5,6 +5,10 @@ labels with Hungarian accuracy (ACC), NMI and ARI. The table reports the
 median and the spread (min-max) over seeds and is written as Markdown and
 JSON under ``benchmarks/results/``. Estimators and datasets are registered by
 name, so ``benchmarks/run.py`` and ``skmic benchmark`` can name them.
+
+Importing this module is cheap (the command line builds its help from the
+registries): torch, scikit-learn and the estimators are imported by the
+functions that use them.
 """
 
 import json
@@ -15,10 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-
-from .metrics import cluster_accuracy
 
 __all__ = ["DATASETS", "ESTIMATORS", "load_dataset", "run_benchmark", "format_table"]
 
@@ -31,10 +31,13 @@ def _digits():
 
 
 def _sklearn_table(loader, scale):
-    def load():
+    """A loader of ``sklearn.datasets.<loader>``, standardised when ``scale``."""
+
+    def load(data_home=None):
+        from sklearn import datasets
         from sklearn.preprocessing import StandardScaler
 
-        X, y = loader(return_X_y=True)
+        X, y = getattr(datasets, loader)(return_X_y=True)
         X = StandardScaler().fit_transform(X) if scale else X
         return X.astype(np.float32), y, None
 
@@ -42,31 +45,27 @@ def _sklearn_table(loader, scale):
 
 
 def _shared(loader, **kwargs):
+    """A loader of ``skmic.datasets.<loader>`` (local copies under ``data_home``)."""
+
     def load(data_home=None):
-        bunch = loader(data_home, **kwargs)
+        from . import datasets
+
+        bunch = getattr(datasets, loader)(data_home, **kwargs)
         return bunch.data, bunch.target, bunch.image_shape
 
     return load
 
 
-def _registry():
-    from sklearn import datasets as skd
-
-    from . import datasets as ours
-
-    return {
-        "digits": lambda data_home=None: _digits(),
-        "wine": lambda data_home=None: _sklearn_table(skd.load_wine, True)(),
-        "breast_cancer": lambda data_home=None: _sklearn_table(skd.load_breast_cancer, True)(),
-        "mnist-test": _shared(ours.load_mnist, subset="test"),
-        "mnist": _shared(ours.load_mnist, subset="all"),
-        "usps": _shared(ours.load_usps, subset="all"),
-        "pendigits": _shared(ours.load_pendigits, subset="all"),
-    }
-
-
 #: dataset name -> loader(data_home) -> (X float32, y, image_shape or None)
-DATASETS = _registry()
+DATASETS = {
+    "digits": lambda data_home=None: _digits(),
+    "wine": _sklearn_table("load_wine", True),
+    "breast_cancer": _sklearn_table("load_breast_cancer", True),
+    "mnist-test": _shared("load_mnist", subset="test"),
+    "mnist": _shared("load_mnist", subset="all"),
+    "usps": _shared("load_usps", subset="all"),
+    "pendigits": _shared("load_pendigits", subset="all"),
+}
 
 
 def load_dataset(name, data_home=None):
@@ -212,6 +211,11 @@ def fit_and_score(est, X, y, *, dataset, estimator, seed):
         ``ari``, ``fit_time_s``, and ``inertia`` or IIC's sub-head scores
         where the estimator has them.
     """
+    import torch
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    from .metrics import cluster_accuracy
+
     start = time.perf_counter()
     labels = est.fit_predict(X)
     if torch.cuda.is_available():
@@ -236,6 +240,8 @@ def _subhead_scores(est, X, y):
     """Mean and worst ACC over IIC's main sub-heads (its known weakness)."""
     if not hasattr(est, "best_head_"):
         return {}
+    from .metrics import cluster_accuracy
+
     labels = est._infer(est.network_, lambda net, x: net.main(net(x)).argmax(2), est._check_fitted_input(X))
     accs = [cluster_accuracy(y, labels[:, h]) for h in range(labels.shape[1])]
     return {"subhead_mean_acc": float(np.mean(accs)), "subhead_worst_acc": float(min(accs))}
@@ -245,10 +251,13 @@ def _matching_params(est, params, original=False):
     """The entries of ``params`` that ``est`` takes, as ``set_params`` keys.
 
     A name matches a parameter of the estimator or, for a Pipeline, of any
-    of its steps (``step__name``). With ``original=True`` return the
-    matched names of ``params`` instead.
+    of its steps (``step__name``), never one of the Pipeline's own
+    (``verbose``, ``memory``). With ``original=True`` return the matched
+    names of ``params`` instead.
     """
     keys = est.get_params()
+    if hasattr(est, "steps"):
+        keys = [key for key in keys if "__" in key]
     out = {}
     for name, value in params.items():
         for key in keys:
@@ -284,6 +293,8 @@ def format_table(runs, columns=None):
 
 def environment():
     """A one-line description of where the benchmark ran."""
+    import torch
+
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU only"
     return (
         f"python {platform.python_version()}, torch {torch.__version__} "

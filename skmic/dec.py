@@ -11,7 +11,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transfor
 from sklearn.exceptions import ConvergenceWarning
 
 from ._base import (
-    BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_image_shape, check_layer_sizes,
+    BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_layer_sizes,
 )
 from ._training import TrainingDivergedError, batches, train
 from .kmeans import kmeans
@@ -173,7 +173,10 @@ class DECClustering(
     image_shape : tuple of int, default=None
         ``(C, H, W)`` or ``(H, W)`` when rows are flattened images; used by
         the image perturbations only (the autoencoder stays fully
-        connected, as in the paper).
+        connected, as in the paper). Images given as an array of shape
+        ``(n, H, W)`` or ``(n, C, H, W)`` (channels first; transpose
+        channels-last photos) need no ``image_shape``: it is read from
+        ``X`` (``image_shape_``).
     batch_size : int, default=256
     max_epochs : int, default=1000
         Upper bound on the epochs of the clustering phase (``max_iter``
@@ -247,6 +250,8 @@ class DECClustering(
     >>> dec.predict_proba(X).shape, dec.transform(X).shape
     ((200, 3), (200, 2))
     """
+
+    _takes_images = True
 
     _parameter_constraints = {
         **BaseDeepEstimator._parameter_constraints,
@@ -334,7 +339,6 @@ class DECClustering(
                 "ask for fewer clusters or pass more samples."
             )
         check_layer_sizes("hidden_layer_sizes", self.hidden_layer_sizes)
-        check_image_shape(self.image_shape, X.shape[1])
         if self.pretrained_encoder is not None and self.reconstruction_weight > 0:
             raise ValueError(
                 "reconstruction_weight > 0 (IDEC) needs a decoder, which a "
@@ -382,7 +386,6 @@ class DECClustering(
     def _fit(self, X):
         mean_square = float(np.mean(np.square(X, dtype=np.float64)))
         self.input_scale_ = 1.0 / math.sqrt(mean_square) if self.rescale_input and mean_square > 0 else 1.0
-        self.image_shape_ = check_image_shape(self.image_shape, X.shape[1])
         Xt = self._as_tensor(X).float() * self.input_scale_
         generator = self._make_generator()
         augment = self._augmentation(Xt, generator)

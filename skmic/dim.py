@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
-from ._base import BaseDeepEstimator, Interval, StrOptions, check_image_shape, check_layer_sizes
+from ._base import BaseDeepEstimator, Interval, StrOptions, check_layer_sizes
 from ._training import batches, train
 from .nn.critics import GlobalCritic, LocalCritic, PriorDiscriminator, grad_reverse
 from .nn.encoders import LocalGlobalEncoder, init_weights
@@ -55,7 +55,11 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     image_shape : tuple of int, default=None
         ``(C, H, W)`` or ``(H, W)`` when rows are flattened images (conv
         encoder, conv feature map as local features); None for tabular data
-        (MLP on per-feature tokens, one location per feature).
+        (MLP on per-feature tokens, one location per feature) for 2-D
+        ``X``. Images given as an array of shape
+        ``(n, H, W)`` or ``(n, C, H, W)`` (channels first; transpose
+        channels-last photos) need no ``image_shape``: it is read from
+        ``X`` (``image_shape_``).
     conv_channels : tuple of int, default=(32, 64, 128)
     hidden_layer_sizes : tuple of int, default=(512,)
         Layers between the local map and the code.
@@ -130,6 +134,8 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     (150, 4)
     """
 
+    _takes_images = True
+
     _parameter_constraints = {
         **BaseDeepEstimator._parameter_constraints,
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -193,7 +199,6 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         return tags
 
     def _check_fit_data(self, X):
-        check_image_shape(self.image_shape, X.shape[1])
         for name in ("conv_channels", "hidden_layer_sizes"):
             check_layer_sizes(name, getattr(self, name))
         if self.alpha == 0 and self.beta == 0:
@@ -220,7 +225,6 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         return loss, code
 
     def _fit(self, X):
-        self.image_shape_ = check_image_shape(self.image_shape, X.shape[1])
         Xt = self._as_tensor(X).float()
         generator = self._make_generator()
         encoder = LocalGlobalEncoder(

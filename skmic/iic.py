@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 
-from ._base import BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_image_shape, check_layer_sizes
+from ._base import BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_layer_sizes
 from ._training import batches, train
 from .nn.encoders import MLP, ConvEncoder, init_weights
 from .nn.heads import IICNet
@@ -78,7 +78,10 @@ class IICClustering(
     image_shape : tuple of int, default=None
         ``(C, H, W)`` or ``(H, W)`` when the rows of ``X`` are flattened
         images: a conv encoder and image perturbations are used. None means
-        tabular data: an MLP and tabular perturbations.
+        tabular data (an MLP and tabular perturbations) for 2-D ``X``. Images given as an array of shape
+        ``(n, H, W)`` or ``(n, C, H, W)`` (channels first; transpose
+        channels-last photos) need no ``image_shape``: it is read from
+        ``X`` (``image_shape_``).
     encoder : {"auto", "conv", "mlp"}, default="auto"
         The trunk: "auto" is a small VGG-like conv net for images and an MLP
         for tabular data; "mlp" also works on images (faster on a CPU;
@@ -192,6 +195,8 @@ class IICClustering(
     ((200,), (200, 3))
     """
 
+    _takes_images = True
+
     _parameter_constraints = {
         **BaseDeepEstimator._parameter_constraints,
         "n_clusters": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -266,12 +271,11 @@ class IICClustering(
                 f"overclustering={self.overclustering} is larger than n_samples={n}; "
                 "use a smaller value, 'auto' or 0."
             )
-        check_image_shape(self.image_shape, X.shape[1])
         for name in ("conv_channels", "hidden_layer_sizes"):
             check_layer_sizes(name, getattr(self, name))
-        if self.encoder == "conv" and self.image_shape is None:
+        if self.encoder == "conv" and self.image_shape_ is None:
             raise ValueError("encoder='conv' needs image_shape=(C, H, W) or (H, W).")
-        if self.image_shape is not None and len(self.conv_channels) == 0:
+        if self.image_shape_ is not None and len(self.conv_channels) == 0:
             raise ValueError("conv_channels must hold at least one width for images.")
 
     def _n_over(self, n_samples):
@@ -294,7 +298,6 @@ class IICClustering(
         return init_weights(net).to(self.device_)
 
     def _fit(self, X):
-        self.image_shape_ = check_image_shape(self.image_shape, X.shape[1])
         g = make_perturbation(self.perturbation, self.image_shape_)
         Xt = self._as_tensor(X).float()
         check_perturbation(g, Xt[: min(len(Xt), 8)], torch.Generator(self.device_).manual_seed(0))

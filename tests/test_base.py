@@ -46,7 +46,7 @@ BAD_INPUTS = [
     (np.array([[0.0, np.nan], [1.0, 2.0], [3, 4]]), ValueError, "NaN"),
     (np.array([[0.0, np.inf], [1.0, 2.0], [3, 4]]), ValueError, "infinity"),
     (np.arange(6.0), ValueError, "2D array"),
-    (np.zeros((3, 2, 2)), ValueError, "dim 3"),
+    (np.zeros((3, 2, 2)), ValueError, "takes 2-D input"),
     (np.array([["a", "b"], ["c", "d"], ["e", "f"]]), ValueError, "convert"),
     (np.zeros((0, 3)), ValueError, "0 sample"),
     (np.zeros((3, 0)), ValueError, "0 feature"),

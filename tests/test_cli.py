@@ -12,6 +12,8 @@ from skmic.cli import main
 def test_params_reach_pipeline_steps_and_unknown_ones_fail():
     pipe = ESTIMATORS["dim-kmeans"](0, None, 3)
     assert _matching_params(pipe, {"gamma": 0.5}) == {"deepinfomaxembedder__gamma": 0.5}
+    # the steps' verbose, never the Pipeline's own (a bool)
+    assert _matching_params(pipe, {"verbose": 1}) == {"deepinfomaxembedder__verbose": 1, "kmeansbaseline__verbose": 1}
     with pytest.raises(ValueError, match="takes the parameters"):
         run_benchmark(["kmeans"], ["digits"], [0], params={"gamma": 1})
 
@@ -96,7 +98,12 @@ def test_cluster_with_probabilities(blob_files, monkeypatch):
     [
         (None, ["missing.csv"], "no such file"),
         ("1,2,3\n4,5\n6,7,8,9\n", ["ragged.csv"], "cannot read it"),
-        ("a,b\nx,1\ny,2\n", ["words.csv"], "non-numeric columns"),
+        ("a,b\nx,1\ny,2\n", ["words.csv"], "non-numeric columns: 'a' (e.g. 'x')"),
+        ("a,b\n", ["header_only.csv"], "no data rows, only a header"),
+        ("", ["empty.csv"], "the file is empty"),
+        ("\n \n", ["blank.csv"], "the file is empty"),
+        (",0,1\n0,1,2\n1,3,4\n", ["index.csv"], "header has no name; if it is an index"),
+        ("1,2\n3,4\n5,6\n", ["plain.csv", "--header", "maybe"], "invalid choice: 'maybe'"),
         ("1,2\nnan,3\n4,5\n", ["nan.csv"], "NaN"),
         ("1,2\n3,4\n5,6\n", ["small.csv", "--n-clusters", "9"], "n_samples=3"),
     ],
@@ -105,10 +112,131 @@ def test_cluster_bad_input_is_one_line_and_exit_2(tmp_path, content, args, messa
     if content is not None:
         (tmp_path / args[0]).write_text(content)
     argv = ["cluster", str(tmp_path / args[0]), "--method", "kmeans", "--device", "cpu", "--output", str(tmp_path / "o.csv")]
-    argv += args[1:] if len(args) > 1 else ["--n-clusters", "2"]
-    assert main(argv) == 2
+    argv += args[1:] if "--n-clusters" in args else ["--n-clusters", "2", *args[1:]]
+    assert _exit_code(main, argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def _exit_code(main, argv):
+    """``main(argv)``'s exit status, whether returned or raised (argparse exits)."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def _cluster(path, out, *args, method="kmeans", k="3"):
+    return main(["cluster", str(path), "--method", method, "--n-clusters", k, "--device", "cpu",
+                 "--output", str(out), *args])
+
+
+def test_pandas_default_header_is_a_header_and_labels_match_rows(tmp_path, blobs, capsys):
+    X, _ = blobs
+    pd.DataFrame(X).to_csv(tmp_path / "pd.csv", index=False)  # header 0,1,2,3
+    assert _cluster(tmp_path / "pd.csv", tmp_path / "o.csv") == 0
+    assert "wrote 120 labels" in capsys.readouterr().out
+    assert len(pd.read_csv(tmp_path / "o.csv")) == 120
+    assert _cluster(tmp_path / "pd.csv", tmp_path / "o.csv", "--header", "no") == 0  # the user says: data
+    assert len(pd.read_csv(tmp_path / "o.csv")) == 121
+    np.savetxt(tmp_path / "plain.csv", X[:5] * 0 + [[1, 2, 3, 4]], delimiter=",", fmt="%d")  # numeric rows only
+    assert _cluster(tmp_path / "plain.csv", tmp_path / "o.csv", k="1") == 0
+    assert len(pd.read_csv(tmp_path / "o.csv")) == 5  # the first row is data, never dropped
+    assert _cluster(tmp_path / "plain.csv", tmp_path / "o.csv", "--header", "yes", k="1") == 0
+    assert len(pd.read_csv(tmp_path / "o.csv")) == 4
+
+
+@pytest.mark.parametrize("text, n_rows", [
+    ("\ufeffa;b\n1,5;2\n3;4,25\n", 2),  # BOM, semicolons, decimal commas
+    ('"a","b"\n"1","2"\n"3","4"\n\n', 2),  # quoted fields, blank trailing line
+    ("1 2\n3 4\n5 6", 3),  # whitespace (np.savetxt), no trailing newline
+    ("1\t2\r\n3\t4\r\n", 2),  # tabs, CRLF
+])
+def test_csv_dialects(tmp_path, text, n_rows):
+    (tmp_path / "d.csv").write_text(text, encoding="utf-8", newline="")
+    assert _cluster(tmp_path / "d.csv", tmp_path / "o.csv", k="1") == 0
+    assert len(pd.read_csv(tmp_path / "o.csv")) == n_rows
+
+
+class _MustNotTrain(__import__("skmic").KMeansBaseline):
+    def _fit(self, X):
+        raise AssertionError("trained although an option was bad")
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    from skmic import benchmark
+
+    monkeypatch.setitem(benchmark.ESTIMATORS, "kmeans", lambda seed, shape, k: _MustNotTrain(k))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--output", "{tmp}/missing/o.csv"], "--output {tmp}/missing/o.csv: the directory {tmp}/missing does not exist"),
+    (["--output", "{tmp}"], "is a directory; name a file"),
+    (["--output", "{tmp}/o.csv", "--save-model", "{tmp}/missing/m.pkl"], "--save-model {tmp}/missing/m.pkl: the directory"),
+    (["--output", "{tmp}/X.csv"], "--output {tmp}/X.csv is the same file as the input"),
+    (["--output", "{tmp}/o.csv", "--proba"], "--proba: kmeans gives no probabilities"),
+    (["--output", "{tmp}/o.csv", "--param", "nope=1"], "--param: kmeans takes no parameter nope; it takes device, init"),
+    (["--output", "{tmp}/o.csv", "--param", "n_init=0"], "The 'n_init' parameter of _MustNotTrain must be"),
+    (["--output", "{tmp}/o.csv", "--param", "n_init"], "argument --param: expected key=value, got 'n_init'"),
+])
+def test_bad_options_fail_before_training_with_one_line(tmp_path, blobs, no_training, args, message, capsys):
+    np.savetxt(tmp_path / "X.csv", blobs[0], delimiter=",")
+    argv = ["cluster", str(tmp_path / "X.csv"), "--method", "kmeans", "--n-clusters", "3"]
+    assert _exit_code(main, argv + [a.format(tmp=tmp_path) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_dim_kmeans_with_params(blob_files, capsys):
+    out = blob_files / "dim.csv"
+    assert _cluster(blob_files / "X.npy", out, "--param", "max_epochs=1", "--param", "hidden_layer_sizes=(8,)",
+                    "--param", "critic_dim=8", "--param", "token_channels=2", "--param", "n_init=2",
+                    "--param", "perturbation=tabular", method="dim-kmeans") == 0
+    assert len(pd.read_csv(out)) == 120
+    # a bad value for the last step is found before the first step trains
+    assert _cluster(blob_files / "X.npy", out, "--param", "tol=-1", method="dim-kmeans") == 2
+    assert "The 'tol' parameter of KMeansBaseline" in capsys.readouterr().err
+
+
+def test_parse_param_reads_literals():
+    from skmic.cli import parse_param
+
+    assert parse_param("max_epochs=5") == ("max_epochs", 5)
+    assert parse_param("hidden_layer_sizes=(64,)") == ("hidden_layer_sizes", (64,))
+    assert parse_param('perturbation=["elastic", "affine"]') == ("perturbation", ["elastic", "affine"])
+    assert parse_param("rescale_input=true") == ("rescale_input", True)
+    assert parse_param("screen_epochs=None") == ("screen_epochs", None)
+    assert parse_param("perturbation=elastic") == ("perturbation", "elastic")
+    assert parse_param("learning_rate = 1e-3") == ("learning_rate", 1e-3)
+
+
+def test_warnings_are_one_line(tmp_path, capsys):
+    np.savetxt(tmp_path / "dup.csv", np.repeat([[0.0, 0.0], [1.0, 1.0]], 5, axis=0), delimiter=",")
+    assert _cluster(tmp_path / "dup.csv", tmp_path / "o.csv") == 0
+    err = capsys.readouterr().err
+    assert err == "skmic cluster: warning: Number of distinct clusters (2) found smaller than n_clusters (3). Possibly due to duplicate points in X.\n"
+
+
+def test_cli_module_does_not_import_torch():
+    code = ("import sys, runpy\nimport skmic.cli\nassert 'torch' not in sys.modules, 'import'\n"
+            "sys.argv = ['skmic', 'cluster', '--help']\n"
+            "try:\n    runpy.run_module('skmic', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "usage: skmic cluster" in out.stdout and out.stdout.strip().endswith("[]")
+
+
+def test_every_option_has_help_and_verbose_defaults_to_quiet():
+    from skmic.cli import build_parser
+
+    parser = build_parser()
+    subparsers = parser._subparsers._group_actions[0].choices
+    for name, sub in subparsers.items():
+        for action in sub._actions:
+            assert action.help, f"skmic {name} {action.option_strings or action.dest} has no help"
+    assert subparsers["cluster"].parse_args(["x.csv", "--n-clusters", "2", "--output", "o.csv"]).verbose == 0
 
 
 def test_cluster_as_a_subprocess_reports_errors_without_traceback(tmp_path):
