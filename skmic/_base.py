@@ -436,7 +436,7 @@ class BaseTorchEstimator(BaseEstimator):
                 f"X holds images of shape {shape} (channels, height, width), but {name} was fitted on "
                 + (f"images of shape {fitted}." if fitted else "tabular data (2-D X without image_shape).")
             )
-        return X.reshape(len(X), -1), shape
+        return X.reshape(len(X), int(np.prod(shape))), shape  # (also with no rows)
 
     def _fit_image_shape(self, images, n_features):
         """``image_shape_``: the shape of n-D training images, else the ``image_shape`` parameter's.

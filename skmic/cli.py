@@ -145,11 +145,11 @@ def _first_line(exc):
 
 
 def _is_number(field, decimal="."):
-    """Whether a CSV field is a number, or empty (a missing number)."""
+    """Whether a CSV field is a number, a boolean (pandas reads both), or empty (missing)."""
     try:
         float(field.replace(decimal, ".") if decimal != "." else field)
     except ValueError:
-        return field == ""
+        return field.lower() in ("", "true", "false")
     return True
 
 
@@ -185,7 +185,7 @@ def read_text_table(path, header="auto"):
     """Read a delimited text table (a BOM and blank lines are ignored).
 
     With ``header="auto"`` the first row is a header when one of its fields
-    is not a number, or when it is ``0,1,...,n-1``: the column names pandas
+    is not a number (or ``True``/``False``), or when it is ``0,1,...,n-1``: the column names pandas
     writes for a frame without names (``DataFrame(X).to_csv(index=False)``),
     in which case a warning says so. Otherwise every row is data: no row is
     dropped or added silently. The number of rows read is checked against

@@ -61,6 +61,13 @@ def test_non_numeric_dataframe_columns_are_named():
     KMeansBaseline(2, device="cpu").fit(df[["a", "b"]])  # numbers in an object column are numbers
 
 
+def test_images_without_rows_are_a_clear_error():
+    from skmic import DeepInfoMaxEmbedder
+
+    with pytest.raises(ValueError, match="0 sample"):
+        DeepInfoMaxEmbedder(device="cpu").fit(np.zeros((0, 4, 4)))
+
+
 @pytest.mark.parametrize("X, error, match", BAD_INPUTS)
 def test_bad_input_messages(X, error, match):
     with pytest.raises(error, match=match):

@@ -151,6 +151,7 @@ def test_pandas_default_header_is_a_header_and_labels_match_rows(tmp_path, blobs
     ('"a","b"\n"1","2"\n"3","4"\n\n', 2),  # quoted fields, blank trailing line
     ("1 2\n3 4\n5 6", 3),  # whitespace (np.savetxt), no trailing newline
     ("1\t2\r\n3\t4\r\n", 2),  # tabs, CRLF
+    ("True,False\nFalse,False\n", 2),  # booleans are data, not a header
 ])
 def test_csv_dialects(tmp_path, text, n_rows):
     (tmp_path / "d.csv").write_text(text, encoding="utf-8", newline="")
