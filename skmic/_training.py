@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["TrainingResult", "batches", "train"]
+__all__ = ["TrainingResult", "adam", "batches", "train"]
 
 
 @dataclass
@@ -76,6 +76,21 @@ def batches(n_samples, batch_size, *, generator=None, device="cpu", shuffle=True
     if len(parts) > 1 and parts[-1].shape[-1] < 2:
         parts[-2:] = [torch.cat(parts[-2:], dim=-1)]
     return parts
+
+
+def adam(params, lr):
+    """:class:`torch.optim.Adam` in its fused implementation where torch has one.
+
+    The fused kernel updates every parameter in one pass (on the CPU since
+    torch 2.4), instead of a dozen element-wise passes per step: on IIC's
+    small networks that was a fifth of a training step. Its results equal
+    the default implementation's to float rounding.
+    """
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):  # older torch, or a device without the fused kernel
+        return torch.optim.Adam(params, lr=lr)
 
 
 class TrainingDivergedError(FloatingPointError, ValueError):

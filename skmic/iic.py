@@ -9,7 +9,7 @@ import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 
 from ._base import BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_layer_sizes
-from ._training import batches, train
+from ._training import adam, batches, train
 from .nn.encoders import MLP, ConvEncoder, init_weights
 from .nn.heads import IICNet
 from .nn.losses import iic_joint, iic_loss, mutual_information
@@ -334,7 +334,7 @@ class IICClustering(
             lone.append(self._build_network(Xt.shape[1], Xt.shape[0]).state_dict())
         net = self._build_network(Xt.shape[1], Xt.shape[0], restarts=len(seeds))
         net.load_state_dict(stack_state(lone))
-        optimizer = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
+        optimizer = adam(net.parameters(), self.learning_rate)
         generators = [torch.Generator(self.device_).manual_seed(seed) for seed in seeds]
         run = _Restarts(self, net, optimizer, Xt, g, generators)
         run.train(n_epochs)
@@ -442,7 +442,9 @@ class _Restarts:
         loss = 0.0
         for head in heads:
             z = head(h)  # (b (1 + r), R * n_heads, C)
-            loss = loss + iic_loss(z[:b].repeat(r, 1, 1), z[b:], est.lamb).view(self.n_restarts, -1).mean(1)
+            # the joint of every (x, g_j(x)) pair: sum_i z_i (sum_j z'_ij)^T
+            z_pert = z[b:].view(r, b, *z.shape[1:]).sum(0)
+            loss = loss + iic_loss(z[:b], z_pert, est.lamb).view(self.n_restarts, -1).mean(1)
         return loss
 
     def train(self, n_epochs):
@@ -485,7 +487,7 @@ class _Restarts:
         net = est._build_network(self.Xt.shape[1], self.Xt.shape[0])
         net.load_state_dict(unstack_state(self.net.state_dict(), r, k))
         net.eval()
-        optimizer = torch.optim.Adam(net.parameters(), lr=est.learning_rate)
+        optimizer = adam(net.parameters(), est.learning_rate)
         for stacked, lone in zip(self.net.parameters(), net.parameters()):
             if stacked in self.optimizer.state:
                 optimizer.state[lone] = unstack_state(self.optimizer.state[stacked], r, k)

@@ -197,3 +197,13 @@ def test_prior_matching_and_gradient_reversal():
     x = torch.tensor([1.0, 2.0], requires_grad=True)
     (grad_reverse(x) * 3).sum().backward()
     torch.testing.assert_close(x.grad, torch.tensor([-3.0, -3.0]))
+
+
+def test_iic_joint_of_repeated_pairs_is_the_joint_with_summed_copies():
+    # IICClustering's step pairs each sample with r perturbed copies through the summed copies
+    g = torch.Generator().manual_seed(0)
+    z = torch.rand(6, 2, 4, generator=g).softmax(-1)
+    z_pert = torch.rand(3 * 6, 2, 4, generator=g).softmax(-1)
+    torch.testing.assert_close(
+        iic_loss(z.repeat(3, 1, 1), z_pert), iic_loss(z, z_pert.view(3, 6, 2, 4).sum(0)), atol=1e-6, rtol=1e-6
+    )

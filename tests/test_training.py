@@ -101,3 +101,20 @@ def test_progress_bars_do_not_flood_a_file_or_pipe(capsys):
     # ~1.2 s of training: tqdm's 0.1 s refresh would write a dozen bars into captured stderr
     train(slow_step, n_samples=8, optimizer=opt, max_epochs=150, batch_size=4, device="cpu", verbose=1, desc="toy")
     assert capsys.readouterr().err.count("toy") <= 2
+
+
+def test_adam_matches_torchs_default_adam():
+    from skmic._training import adam
+
+    torch.manual_seed(0)
+    a = [torch.nn.Parameter(torch.randn(50)) for _ in range(2)]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    opt_a, opt_b = adam(a, 1e-2), torch.optim.Adam(b, lr=1e-2)
+    for _ in range(20):
+        grad = torch.randn(50)
+        for opt, params in ((opt_a, a), (opt_b, b)):
+            opt.zero_grad()
+            sum((p * grad).sum() + (p**2).sum() for p in params).backward()
+            opt.step()
+    for p, q in zip(a, b):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-5)
