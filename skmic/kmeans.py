@@ -274,7 +274,11 @@ class KMeansBaseline(
     Notes
     -----
     Unlike scikit-learn's ``KMeans``, ``fit`` takes no ``sample_weight`` and
-    ``n_init`` defaults to 10 rather than ``"auto"``.
+    ``n_init`` defaults to 10 rather than ``"auto"``. Like it, ``fit`` warns
+    (ConvergenceWarning) when duplicate points leave fewer distinct clusters
+    than ``n_clusters``. Data whose sums of squares overflow the input's
+    dtype (float64: magnitudes beyond about 1e150 on small data) is refused
+    with a ValueError rather than clustered into NaN.
 
     Examples
     --------
