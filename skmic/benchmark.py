@@ -291,13 +291,31 @@ def format_table(runs, columns=None):
     return "\n".join(lines)
 
 
+def code_version():
+    """The git commit of the skmic source that runs (``+dirty`` with uncommitted changes), or ``unknown``."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "skmic"], cwd=root,
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
 def environment():
-    """A one-line description of where the benchmark ran."""
+    """A one-line description of where the benchmark ran: commit, versions, threads, device."""
     import torch
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU only"
     return (
-        f"python {platform.python_version()}, torch {torch.__version__} "
+        f"skmic {code_version()}, python {platform.python_version()}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), {platform.processor() or platform.machine()}, "
         f"{device}"
     )

@@ -132,7 +132,10 @@ class DECClustering(
         there: the most compact run was the best one, but the second most
         compact was the worst (benchmarks/results/dec_compactness_digits_cpu.md);
         no other unsupervised score tried did better.
-        Costs ``n_restarts`` times the fit time.
+        Costs ``n_restarts`` times the fit time: unlike IIC's restarts the
+        runs train one after another, not as one stacked network, because
+        each stops on its own (``tol``) and a stopped run would still move
+        under SGD's momentum inside a shared optimizer step.
     update_interval : int, default=140
         Iterations between two updates of the target distribution (140 as
         popular reimplementations use on MNIST; the paper: 160). On small

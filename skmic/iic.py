@@ -53,6 +53,10 @@ class IICClustering(
         Sub-heads per head (the paper's 5).
     n_init : int, default=3
         Independent trainings; the one with the lowest final loss is kept.
+        They train side by side as one stacked network (grouped
+        convolutions, batched matrix products: :mod:`skmic.nn.stacked`),
+        one optimizer step for all, each from its own seed; restart ``k`` is
+        the training a single restart with its seed would give.
     screen_epochs : int, default=None
         Screen the restarts: each of the ``n_init`` restarts trains for
         ``screen_epochs`` epochs only, and just the one with the lowest loss

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,33 @@ def test_dec_invariance_score_is_the_fraction_of_unchanged_labels(monkeypatch):
     expected = (dec.labels_ == dec.labels_[0]).mean()
     assert module.invariance(dec, X, first_row, seed=0) == pytest.approx(expected)
     assert expected < 1.0
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_throughput_reports_rates_and_fractions_of_the_matmul_peak():
+    throughput = _load("throughput")
+    with warnings.catch_warnings():  # one epoch on 64 digits: collapsed heads are expected
+        warnings.simplefilter("ignore")
+        runs = throughput.measure((8, 8), [1, 2], samples=64, epochs=1, repeats=1, data_home=None)
+    one, two = runs
+    assert one["estimator"] == "iic n_init=1" and one["fit_ratio"] == 1.0
+    # stacked restarts: exactly twice the FLOPs of one (torch's counter overcounts grouped backward)
+    assert two["step_gflop"] == pytest.approx(2 * one["step_gflop"])
+    for run in runs:
+        assert run["matmul_gflop_per_s"] > 0 and 0 < run["peak_fraction"] == pytest.approx(
+            run["gflop_per_s"] / run["matmul_gflop_per_s"]
+        )
+
+
+def test_results_record_the_commit_they_ran_on():
+    from skmic.benchmark import code_version, environment
+
+    version = code_version()
+    assert version == "unknown" or len(version.split("+")[0]) == 12
+    assert environment().startswith(f"skmic {version}, ")
