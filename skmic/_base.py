@@ -455,6 +455,24 @@ class BaseTorchEstimator(BaseEstimator):
     def _check_fit_data(self, X):
         """Data-dependent parameter checks (e.g. ``n_clusters`` vs samples)."""
 
+    def _auto_defaults(self, X):
+        """``{parameter: value}``: what each parameter that may be "auto" becomes on ``X``.
+
+        The estimator's table of data-dependent defaults, in one place;
+        each estimator documents it in its docstring.
+        """
+        return {}
+
+    def _resolve_defaults(self, X):
+        """Set ``<name>_`` for every parameter of :meth:`_auto_defaults`.
+
+        To the parameter's value, or to the table's choice for ``X`` when it
+        is "auto", so that the fitted estimator shows what ran.
+        """
+        for name, choice in self._auto_defaults(X).items():
+            given = getattr(self, name)
+            setattr(self, name + "_", choice if isinstance(given, str) and given == "auto" else given)
+
     # ---------------------------------------------------------------- fitting
     def _fit_seed(self):
         """An int seed drawn from ``random_state`` (as scikit-learn does)."""
@@ -480,6 +498,7 @@ class BaseTorchEstimator(BaseEstimator):
         """
         with self._fit_transaction():
             X = self._validate_input(X, reset=True)
+            self._resolve_defaults(X)
             self._check_fit_data(X)
             self.device_ = resolve_device(self.device)
             with seeded(self._fit_seed(), self.device_):

@@ -298,11 +298,9 @@ def _check_output_dir(path, option):
 
 # ---------------------------------------------------------------- cluster
 def _estimator_params(est):
-    """The parameter names ``--param`` can set on ``est`` (a Pipeline's: its steps')."""
-    names = est.get_params()
-    if hasattr(est, "steps"):
-        names = [k.rpartition("__")[2] for k in names if "__" in k]
-    return sorted(set(names))
+    """The parameter names ``--param`` can set on ``est``: those ``_matching_params`` routes."""
+    names = {key.rpartition("__")[2] for key in est.get_params()}
+    return sorted(_matching_params(est, dict.fromkeys(names), original=True))
 
 
 def build_estimator(args):
@@ -354,10 +352,11 @@ def cluster(args):
         columns.update({f"p{k}": proba[:, k] for k in range(proba.shape[1])})
     import pandas as pd
 
+    model = pickle.dumps(est) if args.save_model else None  # before writing anything
     try:
         pd.DataFrame(columns).to_csv(args.output, index=False)
-        if args.save_model:
-            Path(args.save_model).write_bytes(pickle.dumps(est))
+        if model is not None:
+            Path(args.save_model).write_bytes(model)
     except OSError as exc:
         raise CLIError(f"cannot write the results: {exc}") from None
     print(f"wrote {len(labels)} labels ({len(np.unique(labels))} clusters) to {args.output}")

@@ -119,3 +119,19 @@ def test_deep_estimators_reject_magnitudes_float32_cannot_square(scale, match, b
     fitted = tiny(max_epochs=1).fit(X)
     with pytest.raises(ValueError, match="too large"):
         fitted.transform(X * scale if scale > 1 else X * 1e30)
+
+
+def test_auto_defaults_follow_the_data(digits):
+    from skmic import DeepInfoMaxEmbedder
+
+    small = dict(conv_channels=(4,), hidden_layer_sizes=(8,), critic_dim=4, max_epochs=1, random_state=0, device="cpu")
+    images = DeepInfoMaxEmbedder(n_components=3, **small).fit(digits[0][:40].reshape(-1, 8, 8))
+    assert (images.perturbation_, images.alpha_, images.beta_, images.gamma_, images.batch_size_) == (
+        ["elastic", "affine"], 1.0, 0.0, 0.0, 128)
+    table = DeepInfoMaxEmbedder(n_components=3, token_channels=2, **small).fit(digits[0][:40, :6])
+    assert (table.perturbation_, table.alpha_, table.beta_, table.gamma_, table.batch_size_) == (None, 0.0, 1.0, 0.1, 64)
+    # what the user sets is what runs; the parameters themselves are never changed
+    paper = DeepInfoMaxEmbedder(n_components=3, alpha=0.0, beta=1.0, gamma=0.1, perturbation=None, batch_size=16, **small)
+    paper.fit(digits[0][:40].reshape(-1, 8, 8))
+    assert (paper.perturbation_, paper.alpha_, paper.beta_, paper.gamma_, paper.batch_size_) == (None, 0.0, 1.0, 0.1, 16)
+    assert paper.get_params()["alpha"] == 0.0 and images.get_params()["alpha"] == "auto"
