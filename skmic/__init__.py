@@ -11,6 +11,7 @@ _PUBLIC = {
     "DECClustering": "dec",
     "DeepInfoMaxEmbedder": "dim",
     "IICClustering": "iic",
+    "IICSegmentation": "segmentation",
     "KMeansBaseline": "kmeans",
 }
 

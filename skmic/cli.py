@@ -1,4 +1,4 @@
-"""Command line: ``skmic demo | cluster | benchmark`` (also ``python -m skmic``).
+"""Command line: ``skmic demo | cluster | segment | benchmark`` (also ``python -m skmic``).
 
 Every user error -- a bad option, an unreadable or non-numeric file, an
 output path that cannot be written, input an estimator rejects -- ends with
@@ -363,6 +363,38 @@ def cluster(args):
     return 0
 
 
+# ---------------------------------------------------------------- segment
+def segment(args):
+    """Segment the images of a .npy file with IICSegmentation; write the (n, H, W) label maps as .npy."""
+    from .segmentation import IICSegmentation
+
+    check_output_path(args.output, "--output")
+    path = Path(args.input)
+    if not path.is_file():
+        raise CLIError(f"{path}: no such file")
+    if path.resolve() == Path(args.output).resolve():
+        raise CLIError(f"--output {args.output} is the same file as the input")
+    if path.suffix.lower() != ".npy":
+        raise CLIError(f"{path}: segment reads a .npy array of images, (n, H, W) or (n, C, H, W)")
+    try:
+        images = np.load(path, allow_pickle=False)
+    except Exception as exc:  # a damaged or non-array file
+        raise CLIError(f"{path}: cannot read it ({type(exc).__name__}: {_first_line(exc)})") from None
+    est = IICSegmentation(n_clusters=args.n_clusters, device=args.device, random_state=args.seed, verbose=args.verbose)
+    try:
+        est.set_params(**dict(args.param or []))
+        labels = est.fit_predict(images)
+    except (ValueError, TypeError) as exc:
+        raise CLIError(_first_line(exc)) from None
+    try:
+        np.save(args.output, labels)
+    except OSError as exc:
+        raise CLIError(f"cannot write the results: {exc}") from None
+    print(f"wrote {labels.shape[0]} label maps of {labels.shape[1]}x{labels.shape[2]} pixels "
+          f"({len(np.unique(labels))} segments) to {args.output}")
+    return 0
+
+
 def benchmark(args):
     """Front end of the benchmark harness."""
     if args.name:
@@ -386,7 +418,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser():
     """The argument parser of ``skmic`` and its subcommands."""
     parser = _Parser(prog="skmic", description="Deep clustering by mutual information.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,cluster,benchmark}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,cluster,segment,benchmark}")
     p = sub.add_parser("demo", help="cluster scikit-learn's digits with every estimator",
                        description="Cluster scikit-learn's digits with every estimator (short budgets); "
                                    "print a table of ACC, NMI, ARI and fit time, save a figure.")
@@ -416,6 +448,21 @@ def build_parser():
     p.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2],
                    help="0 (default) silent, 1 progress bars, 2 also one line per epoch")
     p.set_defaults(func=cluster)
+
+    p = sub.add_parser("segment", help="segment the images of a .npy file (IICSegmentation)",
+                       description="Fit IICSegmentation on the images of a .npy array, (n, H, W) or "
+                                   "(n, C, H, W), and write their (n, H, W) label maps as .npy. Errors are "
+                                   "one line on stderr, exit status 2, before any training.")
+    p.add_argument("input", help="a .npy array of images, (n, H, W) or (n, C, H, W)")
+    p.add_argument("--n-clusters", type=int, required=True, metavar="K", help="number of segment classes")
+    p.add_argument("--param", action="append", type=parse_param, metavar="KEY=VALUE",
+                   help="set an IICSegmentation parameter, e.g. max_epochs=5 (a Python or JSON literal); repeatable")
+    p.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda, cuda:N or mps")
+    p.add_argument("--seed", type=int, default=0, metavar="INT", help="random_state (default: 0)")
+    p.add_argument("--output", required=True, metavar="FILE", help=".npy file to write the label maps to")
+    p.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2],
+                   help="0 (default) silent, 1 progress bars, 2 also one line per epoch")
+    p.set_defaults(func=segment)
 
     p = sub.add_parser("benchmark", help="run estimators on datasets and print the results table",
                        description="Fit each estimator on each dataset for each seed; print the median "

@@ -1,0 +1,362 @@
+"""IICSegmentation, its loss, the inverse warp, the texture mosaics and pixel accuracy.
+
+scikit-learn's common estimator checks (``parametrize_with_checks``) assume
+that a clusterer labels the rows of a 2-D ``X`` (``labels_`` of shape
+(n_samples,), ``predict`` on rows, fitting on random 2-D tables); an
+IICSegmentation labels every pixel of every image, so those checks cannot
+apply and are not run (in particular ``check_clustering``,
+``check_fit2d_*``, ``check_methods_subset_invariance`` and the other checks
+that feed 2-D tables and compare 1-D outputs). The checks that do apply are
+run here: ``check_param_validation`` (it fails on the parameters before any
+data is looked at), clone, ``get_params``/``set_params``, a pickling
+round trip, input left unmodified, no change of the global random state,
+same seed -> same labels, and the input validation for n-D images.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import check_param_validation
+
+from skmic import IICSegmentation
+from skmic.datasets import TEXTURE_FAMILIES, make_texture_mosaics
+from skmic.metrics import cluster_accuracy, pixel_accuracy, pixel_mapping
+from skmic.nn.heads import ClusterHeads
+from skmic.nn.losses import iic_joint, mutual_information, segmentation_joint, segmentation_mi
+from skmic.nn.segmentation import FullyConvEncoder, pixel_heads, sobel_channels
+from skmic.perturbations import ImagePerturbation, inverse_affine, invert_affine
+from skmic.segmentation import check_images, patch_features
+
+
+def _soft_maps(shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g, dtype=torch.float64).softmax(-3)
+
+
+def _naive_joint(z, z_pert, d, mask=None):
+    """Loops over displacements, images and pixels (one head)."""
+    n, c, h, w = z.shape
+    out = torch.zeros(2 * d + 1, 2 * d + 1, c, c, dtype=z.dtype)
+    for dy in range(-d, d + 1):
+        for dx in range(-d, d + 1):
+            for i in range(n):
+                for y in range(h):
+                    for x in range(w):
+                        yy, xx = y + dy, x + dx
+                        if not (0 <= yy < h and 0 <= xx < w):
+                            continue
+                        if mask is not None and not (mask[i, y, x] and mask[i, yy, xx]):
+                            continue
+                        out[dy + d, dx + d] += torch.outer(z[i, :, y, x], z_pert[i, :, yy, xx])
+    return out
+
+
+# ------------------------------------------------------------------ the loss
+@pytest.mark.parametrize("d", [0, 1, 3])
+def test_joint_equals_naive_loop(d):
+    z, zp = _soft_maps((3, 4, 7, 6), 0), _soft_maps((3, 4, 7, 6), 1)
+    torch.testing.assert_close(segmentation_joint(z, zp, d), _naive_joint(z, zp, d), atol=1e-6, rtol=0)
+
+
+def test_joint_with_heads_is_one_joint_per_head():
+    z, zp = _soft_maps((2, 3, 4, 5, 5), 0), _soft_maps((2, 3, 4, 5, 5), 1)
+    joint = segmentation_joint(z, zp, 2)
+    assert joint.shape == (3, 5, 5, 4, 4)
+    for head in range(3):
+        torch.testing.assert_close(joint[head], _naive_joint(z[:, head], zp[:, head], 2), atol=1e-6, rtol=0)
+
+
+def test_zero_displacement_is_iic_joint_over_pixels():
+    z, zp = _soft_maps((3, 2, 4, 5, 6), 0), _soft_maps((3, 2, 4, 5, 6), 1)
+    as_samples = lambda t: t.permute(0, 3, 4, 1, 2).reshape(-1, 2, 4)  # noqa: E731  (pixels, heads, C)
+    expected = iic_joint(as_samples(z), as_samples(zp))
+    torch.testing.assert_close(segmentation_joint(z, zp, 0)[:, 0, 0], expected, atol=1e-6, rtol=0)
+
+
+def test_masked_pixels_contribute_nothing():
+    z, zp = _soft_maps((2, 3, 6, 6), 0), _soft_maps((2, 3, 6, 6), 1)
+    mask = torch.rand(2, 6, 6, generator=torch.Generator().manual_seed(2)) > 0.4
+    joint = segmentation_joint(z, zp, 2, mask=mask)
+    torch.testing.assert_close(joint, _naive_joint(z, zp, 2, mask), atol=1e-6, rtol=0)
+    # whatever the masked pixels hold, the joints do not change
+    z2, zp2 = z.clone(), zp.clone()
+    z2[~mask[:, None].expand_as(z)] = 5.0
+    zp2[~mask[:, None].expand_as(zp)] = -3.0
+    torch.testing.assert_close(segmentation_joint(z2, zp2, 2, mask=mask), joint, atol=1e-12, rtol=0)
+    assert not torch.allclose(segmentation_joint(z2, zp2, 2), joint)
+
+
+def test_mi_reductions():
+    z, zp = _soft_maps((2, 3, 6, 6), 0), _soft_maps((2, 3, 6, 6), 1)
+    joint = segmentation_joint(z, zp, 1)
+    per_t = torch.stack([mutual_information(joint[i, j]) for i in range(3) for j in range(3)])
+    torch.testing.assert_close(segmentation_mi(joint), per_t.mean())
+    torch.testing.assert_close(segmentation_mi(joint, reduction="sum"), mutual_information(joint.sum((0, 1))))
+    with pytest.raises(ValueError, match="reduction"):
+        segmentation_mi(joint, reduction="max")
+
+
+def test_consistent_one_hot_maps_reach_log_c():
+    labels = torch.arange(4).repeat_interleave(4)[None].expand(16, 16)  # vertical stripes of width 4
+    onehot = torch.nn.functional.one_hot(labels, 4).permute(2, 0, 1)[None].double()
+    mi0 = segmentation_mi(segmentation_joint(onehot, onehot, 0))
+    torch.testing.assert_close(mi0, torch.log(torch.tensor(4.0, dtype=torch.float64)))
+    # with displacements, pairs across stripe borders lower the MI
+    assert segmentation_mi(segmentation_joint(onehot, onehot, 2)) < mi0
+
+
+# ------------------------------------------------------------- inverse warp
+def _blocky_one_hot(n, c, size, block, seed):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(c, (n, size // block, size // block), generator=g)
+    labels = labels.repeat_interleave(block, 1).repeat_interleave(block, 2)
+    return labels, torch.nn.functional.one_hot(labels, c).permute(0, 3, 1, 2).float()
+
+
+def test_perturbed_then_inverted_one_hot_lands_on_the_original_pixels():
+    """An identity network: the output is the (one-hot) input itself."""
+    labels, onehot = _blocky_one_hot(16, 5, 32, 8, 0)
+    g = ImagePerturbation((5, 32, 32), rotation=20.0, p_rotation=1.0, scale=(0.8, 1.2), shear=0.0,
+                          translate=0.1, crop=None, hflip=True, brightness=0.0, contrast=0.0, noise=0.0)
+    pert, theta = g.perturb(onehot, torch.Generator().manual_seed(1))
+    back = invert_affine(pert, theta)
+    inner = (slice(None), slice(8, 24), slice(8, 24))  # away from the border (what left the view)
+    agree = (back.argmax(1) == labels)[inner].float().mean()
+    assert agree > 0.97
+    assert (pert.argmax(1) == labels)[inner].float().mean() < 0.7  # the warp did move the content
+    # the wrong inverse (the forward map again) does not bring it back
+    assert (invert_affine(pert, inverse_affine(theta)).argmax(1) == labels)[inner].float().mean() < 0.7
+
+
+def test_inverse_of_pure_flips_is_exact_and_inverse_affine_inverts():
+    g = ImagePerturbation((2, 6, 6), rotation=0.0, scale=1.0, shear=0.0, translate=0.0, crop=None,
+                          hflip=True, vflip=True, brightness=0.0, contrast=0.0, noise=0.0)
+    x = torch.rand(8, 2, 6, 6, generator=torch.Generator().manual_seed(0))
+    pert, theta = g.perturb(x, torch.Generator().manual_seed(3))
+    assert not torch.allclose(pert, x)
+    torch.testing.assert_close(invert_affine(pert, theta), x, atol=1e-5, rtol=0)
+    theta = ImagePerturbation((1, 8, 8)).affine_matrices(5, torch.Generator().manual_seed(0), "cpu", torch.float64)
+    inv = inverse_affine(theta)
+    eye = torch.eye(3, dtype=torch.float64)
+    full = lambda t: torch.cat([t, eye[2:].expand(len(t), 1, 3)], 1)  # noqa: E731
+    torch.testing.assert_close(full(theta) @ full(inv), eye.expand(5, 3, 3))
+
+
+def test_perturb_is_the_call_on_images():
+    g = ImagePerturbation((1, 8, 8), hflip=True)
+    x = torch.rand(6, 64, generator=torch.Generator().manual_seed(0))
+    pert, theta = g.perturb(x.view(6, 1, 8, 8), torch.Generator().manual_seed(5))
+    torch.testing.assert_close(pert.reshape(6, -1), g(x, torch.Generator().manual_seed(5)))
+    assert theta.shape == (6, 2, 3)
+
+
+# ----------------------------------------------------------------- networks
+def test_sobel_channels():
+    ramp = torch.arange(6.0)[None, None, None].expand(2, 1, 5, 6)  # grey grows along x
+    out = sobel_channels(torch.cat([ramp, ramp], 1))
+    assert out.shape == (2, 4, 5, 6)
+    torch.testing.assert_close(out[:, 2, :, 1:-1], torch.full((2, 5, 4), 8.0))  # interior x-gradient
+    torch.testing.assert_close(out[:, 3], torch.zeros(2, 5, 6))  # no y-gradient
+
+
+def test_encoder_and_pixel_heads():
+    enc = FullyConvEncoder(1, (4, 8, 6), n_pool=2, sobel=True)
+    fmap = enc(torch.rand(3, 1, 17, 20))
+    assert fmap.shape == (3, 6, 4, 5) and enc.out_features == 6 and enc.stride == 4
+    heads = ClusterHeads(6, 5, 2)
+    z = pixel_heads(heads, fmap)
+    assert z.shape == (3, 2, 5, 4, 5)
+    torch.testing.assert_close(z[1, :, :, 2, 3], heads(fmap[1:2, :, 2, 3])[0])
+    with pytest.raises(ValueError, match="n_pool"):
+        FullyConvEncoder(1, (4,), n_pool=2)
+
+
+# -------------------------------------------------------------------- data
+def test_texture_mosaics():
+    images, masks = make_texture_mosaics(20, size=32, n_classes=6, random_state=0)
+    assert images.shape == masks.shape == (20, 32, 32) and images.dtype == np.float32
+    assert all(set(np.unique(m)) == set(range(6)) for m in masks)  # every class in every image
+    again, again_masks = make_texture_mosaics(20, size=32, n_classes=6, random_state=0)
+    np.testing.assert_array_equal(images, again)
+    np.testing.assert_array_equal(masks, again_masks)
+    assert not np.array_equal(images, make_texture_mosaics(20, size=32, n_classes=6, random_state=1)[0])
+    # the grey level alone does not separate the classes
+    images, masks = make_texture_mosaics(200, size=16, n_classes=6, random_state=0)
+    means = [images[masks == k].mean() for k in range(6)]
+    stds = [images[masks == k].std() for k in range(6)]
+    assert max(means) - min(means) < 0.04 and max(stds) - min(stds) < 0.04
+    assert len(TEXTURE_FAMILIES) == 6
+    with pytest.raises(ValueError, match="n_classes"):
+        make_texture_mosaics(2, n_classes=7)
+    with pytest.raises(ValueError, match="size"):
+        make_texture_mosaics(2, size=8)
+
+
+def test_pixel_accuracy_and_mapping():
+    truth = np.array([[[0, 0, 1], [1, 2, 255]], [[2, 2, 0], [255, 1, 1]]])
+    pred = np.array([[[5, 5, 3], [3, 1, 5]], [[1, 1, 5], [1, 3, 5]]])
+    assert pixel_accuracy(truth, pred, ignore_label=255) == pytest.approx(9 / 10)
+    assert pixel_accuracy(truth, pred) == pytest.approx(cluster_accuracy(truth.ravel(), pred.ravel()))
+    mapping = pixel_mapping(truth, pred, ignore_label=255)
+    assert {int(k): int(v) for k, v in mapping.items()} == {5: 0, 3: 1, 1: 2}
+    with pytest.raises(ValueError, match="same shape"):
+        pixel_accuracy(truth, pred[:1])
+
+
+def test_patch_features():
+    x = np.arange(2 * 3 * 5 * 6.0).reshape(2, 3, 5, 6)
+    f = patch_features(x, 3)
+    assert f.shape == (60, 27)
+    np.testing.assert_array_equal(f.reshape(2, 5, 6, 3, 3, 3)[..., 1, 1], x.transpose(0, 2, 3, 1))
+    with pytest.raises(ValueError, match="odd"):
+        patch_features(x, 4)
+
+
+# ---------------------------------------------------------------- estimator
+def tiny(**kw):
+    params = dict(n_clusters=2, n_init=1, n_heads=2, max_epochs=2, conv_channels=(6, 8), n_pool=1,
+                  batch_size=4, device="cpu", random_state=0)
+    params.update(kw)
+    return IICSegmentation(**params)
+
+
+@pytest.fixture(scope="module")
+def mosaics():
+    return make_texture_mosaics(8, size=16, n_classes=2, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(mosaics):
+    return tiny().fit(mosaics[0])
+
+
+def test_fit_predict_shapes(fitted, mosaics):
+    images, _ = mosaics
+    assert fitted.labels_.shape == (8, 16, 16)
+    proba = fitted.predict_proba(images)
+    assert proba.shape == (8, 2, 16, 16)
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-9)
+    np.testing.assert_array_equal(fitted.predict(images), fitted.labels_)
+    assert fitted.transform(images).shape == (8, 8, 16, 16)
+    assert fitted.transform(images).dtype == np.float32
+    assert 0 <= fitted.score(images) <= np.log(2) + 1e-9
+    assert fitted.score(images) == fitted.score(images)
+    assert fitted.head_losses_.shape == (2,) and fitted.best_head_ == int(np.argmin(fitted.head_losses_))
+    assert fitted.restart_losses_.shape == (1,) and fitted.n_iter_ == len(fitted.history_) == 2
+    assert fitted.image_shape_ == (1, 16, 16)
+    # other sizes: the network is fully convolutional
+    assert fitted.predict(images[:2, 2:14, :12]).shape == (2, 12, 12)
+    # one channel as (n, H, W), (n, 1, H, W) or flat rows with image_shape
+    np.testing.assert_array_equal(fitted.predict(images[:, None]), fitted.labels_)
+
+
+def test_flat_input_with_image_shape(mosaics):
+    images, _ = mosaics
+    flat = tiny(image_shape=(16, 16)).fit(images.reshape(8, -1))
+    np.testing.assert_array_equal(flat.labels_, tiny().fit(images).labels_)
+    assert flat.predict(images.reshape(8, -1)).shape == (8, 16, 16)
+
+
+def test_reproducible_restarts_and_no_global_rng_change(mosaics):
+    images, _ = mosaics
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()
+    a = tiny(n_init=2, random_state=3).fit(images)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert np.random.get_state()[1].tolist() == np_state[1].tolist()
+    b = tiny(n_init=2, random_state=3).fit(images)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert a.restart_losses_.shape == (2,) and a.restart_losses_.min() == a.head_losses_.min()
+    assert a.restart_losses_[0] != a.restart_losses_[1]
+
+
+def test_input_is_not_modified(mosaics):
+    images = mosaics[0].copy()
+    tiny().fit(images).predict(images)
+    np.testing.assert_array_equal(images, mosaics[0])
+
+
+def test_clone_params_and_pickle(fitted, mosaics):
+    images, _ = mosaics
+    est = clone(fitted)
+    assert not hasattr(est, "labels_") and est.get_params() == fitted.get_params()
+    est.set_params(displacement=2, sobel=False)
+    assert est.get_params()["displacement"] == 2 and not est.sobel
+    again = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(again.predict(images), fitted.labels_)
+    assert again.device_ == torch.device("cpu")
+
+
+def test_param_validation():
+    check_param_validation("IICSegmentation", tiny())
+
+
+def test_input_validation(fitted, mosaics):
+    images, _ = mosaics
+    with pytest.raises(ValueError, match="dimensions"):
+        tiny().fit(images[:, None, None])
+    with pytest.raises(ValueError, match="image_shape"):
+        tiny().fit(images.reshape(8, -1))
+    with pytest.raises(ValueError, match="empty"):
+        tiny().fit(np.zeros((2, 0, 16)))
+    bad = images.copy()
+    bad[0, 3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        tiny().fit(bad)
+    bad[0, 3, 3] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        fitted.predict(bad)
+    with pytest.raises(ValueError, match="channels"):
+        fitted.predict(np.stack([images, images], 1))
+    with pytest.raises(ValueError, match="too small"):
+        tiny(n_pool=2, conv_channels=(4, 4)).fit(images[:, :3, :3])
+    with pytest.raises(ValueError, match="holds"):
+        check_images(images.reshape(8, -1), (15, 16))
+    assert check_images(images.astype(int)).dtype == np.float64
+
+
+@pytest.mark.slow
+def test_segments_two_texture_classes():
+    images, masks = make_texture_mosaics(32, size=32, n_classes=2, random_state=0)
+    seg = IICSegmentation(n_clusters=2, n_init=1, max_epochs=40, conv_channels=(16, 32), device="cpu", random_state=0)
+    assert pixel_accuracy(masks, seg.fit(images).labels_) > 0.85
+
+
+# ---------------------------------------------------------------------- CLI
+def test_cli_segment(tmp_path, mosaics, capsys):
+    from skmic.cli import main
+
+    images = tmp_path / "images.npy"
+    np.save(images, mosaics[0])
+    out = tmp_path / "labels.npy"
+    fast = ["--param", "max_epochs=1", "--param", "n_init=1", "--param", "conv_channels=(4, 4)", "--param", "n_pool=1"]
+    assert main(["segment", str(images), "--n-clusters", "2", "--output", str(out), "--device", "cpu", *fast]) == 0
+    labels = np.load(out)
+    assert labels.shape == (8, 16, 16) and labels.dtype.kind == "i"
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "make_input, options, message",
+    [
+        (lambda d: np.zeros((2, 3)), [], "image_shape"),  # a table, not images
+        (lambda d: np.full((2, 8, 8), np.nan), [], "NaN"),
+        (lambda d: np.zeros((2, 8, 8)), ["--n-clusters", "1"], "n_clusters"),
+        (lambda d: np.zeros((2, 8, 8)), ["--param", "displacement=-1"], "displacement"),
+        (lambda d: np.zeros((2, 8, 8)), ["--param", "nonsense=1"], "nonsense"),
+        (None, [], "no such file"),
+    ],
+)
+def test_cli_segment_errors_are_one_line(tmp_path, capsys, make_input, options, message):
+    from skmic.cli import main
+
+    path = tmp_path / "images.npy"
+    if make_input is not None:
+        np.save(path, make_input(tmp_path))
+    argv = ["segment", str(path), "--n-clusters", "2", "--output", str(tmp_path / "labels.npy"), "--device", "cpu"]
+    assert main(argv + options) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and err.startswith("skmic segment: error:")
+    assert not (tmp_path / "labels.npy").exists()
