@@ -35,6 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from skmic import IICClustering
 from skmic.benchmark import load_dataset, save_results
 from skmic.nn.stacked import restart_seeds
+from skmic.perturbations import make_perturbation
 
 
 def matmul_gflops(seconds=0.5):
@@ -71,11 +72,10 @@ def step_gflop(est, X, n_init):
     true FLOPs of forward plus backward).
     """
     est.image_shape_, est.device_ = (1,) + est.image_shape, torch.device("cpu")
-    from skmic.perturbations import make_perturbation
-
+    est._resolve_defaults(X)
     Xt = torch.tensor(X)
     with torch.random.fork_rng():
-        run = est._train_restarts(Xt, make_perturbation("auto", est.image_shape_), restart_seeds(0, 1), 0)
+        run = est._train_restarts(Xt, make_perturbation(est.perturbation_, est.image_shape_), restart_seeds(0, 1), 0)
     idx = torch.randperm(len(X))[None, : est.batch_size]
     run.net.train()
     with FlopCounterMode(display=False) as counter:

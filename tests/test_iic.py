@@ -135,3 +135,27 @@ def test_dataframe_input(blobs):
     assert list(iic.feature_names_in_) == list("abcd")
     out = iic.set_output(transform="pandas").transform(df)
     assert isinstance(out, pd.DataFrame) and out.shape[0] == len(df)
+
+
+@pytest.mark.parametrize(
+    "shape, perturbation", [(None, "tabular"), ((1, 8, 8), "elastic"), ((1, 12, 12), "elastic"), ((1, 28, 28), "affine")]
+)
+def test_auto_defaults_follow_the_data(shape, perturbation):
+    est = IICClustering(n_clusters=10)
+    est.image_shape_ = shape
+    est._resolve_defaults(np.zeros((1797, 64)))
+    assert (est.perturbation_, est.overclustering_, est.max_epochs_) == (perturbation, 100, 45)  # 56 steps an epoch
+    est._resolve_defaults(np.zeros((50, 64)))
+    assert (est.overclustering_, est.max_epochs_) == (50, 200)
+    chosen = IICClustering(n_clusters=10, perturbation="affine", overclustering=0, max_epochs=3)
+    chosen.image_shape_ = shape
+    chosen._resolve_defaults(np.zeros((1797, 64)))
+    assert (chosen.perturbation_, chosen.overclustering_, chosen.max_epochs_) == ("affine", 0, 3)
+
+
+def test_fitted_defaults_are_shown(digits):
+    est = IICClustering(n_clusters=3, n_init=1, max_epochs=1, conv_channels=(4,), random_state=0, device="cpu")
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        est.fit(digits[0][:60].reshape(-1, 8, 8))
+    assert est.perturbation_ == "elastic" and est.max_epochs_ == 1 and est.perturbation == "auto"

@@ -85,7 +85,8 @@ def test_restart_k_of_a_batched_fit_is_the_lone_fit_with_its_seed(digits, image)
         hidden_layer_sizes=(16,), batch_size=16, n_repeats=2, random_state=0, device="cpu",
     )
     est.image_shape_, est.device_ = (1, 8, 8) if image else None, torch.device("cpu")
-    g = make_perturbation("auto", est.image_shape_)
+    est._resolve_defaults(X)
+    g = make_perturbation(est.perturbation_, est.image_shape_)
     Xt = torch.tensor(X, dtype=torch.float64)
     seeds = [11, 22, 33]
     # float64 throughout, so that the summation orders of grouped and lone
