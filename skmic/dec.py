@@ -50,6 +50,9 @@ _MAX_EMBEDDING_GROWTH = 1e3
 
 _OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
+#: optimizer steps of each pretraining stage that ``pretrain_epochs="auto"`` aims at
+PRETRAIN_STEPS = 1600
+
 
 class DECClustering(
     ClassNamePrefixFeaturesOutMixin, TransformerMixin, SoftClusterMixin, ClusterMixin, BaseDeepEstimator
@@ -74,37 +77,53 @@ class DECClustering(
     randomly perturbed samples, whose assignments are pulled toward the
     clean data's targets (DEC-DA, Guo et al. 2018).
 
+    Defaults chosen from the data (parameters left at "auto"; the fitted
+    values are ``perturbation_``, ``rescale_input_``, ``pretrain_`` and
+    ``pretrain_epochs_``):
+
+    ===============  ==========================  ==========================
+    parameter        images                      tabular data
+    ===============  ==========================  ==========================
+    perturbation     "shift-rotate" (DEC-DA)     None (DEC)
+    rescale_input    True                        False
+    pretrain         "greedy"                    "end_to_end"
+    pretrain_epochs  about 1600 steps a stage    about 1600 steps a stage
+    ===============  ==========================  ==========================
+
+    On scikit-learn's digits the image setting reached ACC 0.886
+    [0.811, 0.932] over 6 seeds, against 0.761 for greedy DEC and 0.74-0.84
+    for end-to-end DEC (the user guide has the studies). Plain DEC, the
+    paper's method, is ``perturbation=None``.
+
     Parameters
     ----------
     n_clusters : int, default=8
-    rescale_input : bool, default=False
+    rescale_input : bool or "auto", default="auto"
         Multiply the data by one constant, ``1 / sqrt(mean(X ** 2))`` of the
         training data, so that ``(1/d) ||x||^2`` is 1 on average, as the paper
-        normalises its datasets before pretraining; the same
-        constant (``input_scale_``) is applied in ``predict``,
-        ``predict_proba`` and ``transform``. It is one scalar for the whole
-        dataset, so the geometry of the data is unchanged; what changes is
-        the scale the autoencoder and the Student's t kernel (``alpha``) see.
-        Off by default because it did not help on its own: on scikit-learn
-        digits (``X / 16``, mean square 0.23, seeds 0, 1, 2, one thread) the
-        defaults gave ACC 0.821, 0.798, 0.824 with it against 0.817, 0.804,
-        0.801 without it (benchmarks/results/dec_digits_cpu_v2_default.md,
-        dec_digits_cpu_vs_clustpy.md). With ``pretrain="greedy"`` it gave
-        0.915, 0.835, 0.749 (dec_digits_cpu_v2.md); greedy pretraining
-        without it reached 0.806 on seed 0. Leave it off when
-        ``pretrained_encoder`` expects the raw features.
+        normalises its datasets before pretraining; the same constant
+        (``input_scale_``) is applied in ``predict``, ``predict_proba`` and
+        ``transform``. One scalar for the whole dataset: the geometry of the
+        data is unchanged, only the scale the autoencoder and the Student's t
+        kernel (``alpha``) see. "auto": on for images, off for tabular data
+        (see the table above). Leave it off when ``pretrained_encoder``
+        expects the raw features.
     hidden_layer_sizes : tuple of int, default=(500, 500, 2000)
         Encoder widths between the input and the embedding (the decoder
         mirrors them).
     n_components : int, default=10
         Dimension of the embedding.
-    pretrain : {"end_to_end", "greedy"}, default="end_to_end"
+    pretrain : {"end_to_end", "greedy", "auto"}, default="auto"
         "end_to_end": train the whole autoencoder at once.
         "greedy": the paper's layer-wise denoising autoencoders (each layer
         trained for ``pretrain_epochs`` on the frozen output of the previous
         ones, with dropout ``dropout`` on its input and code), then
-        end-to-end fine-tuning for ``pretrain_epochs``.
-    pretrain_epochs : int, default=200
+        end-to-end fine-tuning for ``pretrain_epochs``. "auto": greedy for
+        images, end to end for tabular data.
+    pretrain_epochs : int or "auto", default="auto"
+        Epochs of each pretraining stage. "auto" aims at about 1600
+        optimizer steps a stage (10 to 200 epochs): 200 on scikit-learn's
+        digits, 40 on 10,000 MNIST images.
     pretrain_optimizer : {"adam", "sgd"}, default="adam"
     pretrain_learning_rate : float, default=1e-3
     dropout : float, default=0.2
@@ -153,26 +172,19 @@ class DECClustering(
         0 is DEC. A positive weight ``w`` minimises
         ``KL(P || Q) + w * reconstruction MSE`` (IDEC: ``L_rec + 0.1 KL``,
         i.e. ``w = 10`` up to the scale of the learning rate).
-    perturbation : str, callable, list or None, default=None
+    perturbation : str, callable, list, None or "auto", default="auto"
         None is DEC. Otherwise DEC with data augmentation (DEC-DA, Guo et
         al., ACML 2018): the autoencoder is pretrained on randomly perturbed
         samples (every stage), and in the clustering phase ``q`` of a
         perturbed sample is pulled toward the target ``p`` computed on the
         clean data, so that the clusters become invariant to the
         perturbation. A name from :data:`skmic.perturbations.PERTURBATIONS`
-        (``"affine"`` and ``"elastic"`` need ``image_shape``), a callable
-        ``g(x, generator)`` or a list of them, as in
+        (``"affine"``, ``"elastic"`` and ``"shift-rotate"`` need images), a
+        callable ``g(x, generator)`` or a list of them, as in
         :class:`IICClustering`. Perturbations see the data in its own units
-        (before ``rescale_input``). On the MNIST test set,
-        ``perturbation="affine", rescale_input=True, pretrain_epochs=50``
-        reached ACC 0.873 [0.863, 0.969] over 3 seeds, against 0.744 for
-        plain DEC (benchmarks/results/dec_da_mnist_test_cpu.md). On
-        scikit-learn digits the DEC-DA paper's milder augmentation,
-        ``perturbation="shift-rotate"`` (rotations of up to 10 degrees,
-        shifts of up to 10%), with ``pretrain="greedy",
-        rescale_input=True`` reached ACC 0.886 [0.811, 0.932] over 6 seeds,
-        against 0.761 for greedy DEC
-        (benchmarks/results/dec_da_greedy_digits_6seeds_cpu.md).
+        (before ``rescale_input``). "auto": ``"shift-rotate"`` (the DEC-DA
+        paper's rotations of up to 10 degrees and shifts of up to 10%) for
+        images, None for tabular data.
     image_shape : tuple of int, default=None
         ``(C, H, W)`` or ``(H, W)`` when rows are flattened images; used by
         the image perturbations only (the autoencoder stays fully
@@ -216,6 +228,8 @@ class DECClustering(
     encoder_ : torch.nn.Module
     image_shape_ : tuple of int or None
         ``image_shape`` as ``(C, H, W)``.
+    perturbation_, rescale_input_, pretrain_, pretrain_epochs_
+        The values that ran: the parameters, with "auto" resolved.
     input_scale_ : float
         The constant the data is multiplied by (1.0 without
         ``rescale_input``, or when the training data is all zeros).
@@ -259,11 +273,11 @@ class DECClustering(
     _parameter_constraints = {
         **BaseDeepEstimator._parameter_constraints,
         "n_clusters": [Interval(numbers.Integral, 1, None, closed="left")],
-        "rescale_input": ["boolean"],
+        "rescale_input": ["boolean", StrOptions({"auto"})],
         "hidden_layer_sizes": [tuple, list],
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
-        "pretrain": [StrOptions({"end_to_end", "greedy"})],
-        "pretrain_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "pretrain": [StrOptions({"end_to_end", "greedy", "auto"})],
+        "pretrain_epochs": [Interval(numbers.Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "pretrain_optimizer": [StrOptions(set(_OPTIMIZERS))],
         "pretrain_learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
@@ -276,18 +290,18 @@ class DECClustering(
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "reconstruction_weight": [Interval(numbers.Real, 0, None, closed="left")],
         "image_shape": [tuple, list, None],
-        "perturbation": [StrOptions(set(PERTURBATIONS)), callable, list, tuple, None],
+        "perturbation": [StrOptions(set(PERTURBATIONS) | {"auto"}), callable, list, tuple, None],
     }
 
     def __init__(
         self,
         n_clusters=8,
         *,
-        rescale_input=False,
+        rescale_input="auto",
         hidden_layer_sizes=(500, 500, 2000),
         n_components=10,
-        pretrain="end_to_end",
-        pretrain_epochs=200,
+        pretrain="auto",
+        pretrain_epochs="auto",
         pretrain_optimizer="adam",
         pretrain_learning_rate=1e-3,
         dropout=0.2,
@@ -299,7 +313,7 @@ class DECClustering(
         tol=0.001,
         max_iter=20000,
         reconstruction_weight=0.0,
-        perturbation=None,
+        perturbation="auto",
         image_shape=None,
         batch_size=256,
         max_epochs=1000,
@@ -335,6 +349,16 @@ class DECClustering(
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fit
+    def _auto_defaults(self, X):
+        image = self.image_shape_ is not None
+        steps_per_epoch = math.ceil(X.shape[0] / self.batch_size)
+        return dict(
+            perturbation="shift-rotate" if image else None,
+            rescale_input=image,
+            pretrain="greedy" if image else "end_to_end",
+            pretrain_epochs=int(min(200, max(10, math.ceil(PRETRAIN_STEPS / steps_per_epoch)))),
+        )
+
     def _check_fit_data(self, X):
         if self.n_clusters > X.shape[0]:
             raise ValueError(
@@ -354,21 +378,21 @@ class DECClustering(
         mse = torch.nn.MSELoss()
 
         def run(params, loss_of, desc):
-            if self.pretrain_epochs == 0:
+            if self.pretrain_epochs_ == 0:
                 return
             opt = _OPTIMIZERS[self.pretrain_optimizer](params, lr=self.pretrain_learning_rate)
             result = train(
                 lambda idx, phase: loss_of(augment(Xt[idx])),
                 n_samples=Xt.shape[0],
                 optimizer=opt,
-                max_epochs=self.pretrain_epochs,
+                max_epochs=self.pretrain_epochs_,
                 generator=generator,
                 modules=[ae],
                 **dict(self._train_options(), desc=desc),
             )
             history.extend(dict(r, stage=desc) for r in result.history)
 
-        if self.pretrain == "greedy":
+        if self.pretrain_ == "greedy":
             for i in range(ae.n_layers):
                 def layer_loss(x, i=i):
                     with torch.no_grad():
@@ -388,7 +412,7 @@ class DECClustering(
 
     def _fit(self, X):
         mean_square = float(np.mean(np.square(X, dtype=np.float64)))
-        self.input_scale_ = 1.0 / math.sqrt(mean_square) if self.rescale_input and mean_square > 0 else 1.0
+        self.input_scale_ = 1.0 / math.sqrt(mean_square) if self.rescale_input_ and mean_square > 0 else 1.0
         Xt = self._as_tensor(X).float() * self.input_scale_
         generator = self._make_generator()
         augment = self._augmentation(Xt, generator)
@@ -417,9 +441,9 @@ class DECClustering(
 
     def _augmentation(self, Xt, generator):
         """``x -> g(x)`` on scaled batches (the identity without a perturbation)."""
-        if self.perturbation is None:
+        if self.perturbation_ is None:
             return lambda x: x
-        g = make_perturbation(self.perturbation, self.image_shape_)
+        g = make_perturbation(self.perturbation_, self.image_shape_)
         scale = self.input_scale_
         check_perturbation(g, Xt[: min(len(Xt), 8)] / scale, generator)
         return lambda x: g(x / scale, generator) * scale
@@ -461,7 +485,7 @@ class DECClustering(
         else:
             ae = Autoencoder(Xt.shape[1], self.hidden_layer_sizes, self.n_components, dropout=self.dropout)
             ae = ae.to(self.device_)
-            if self.pretrain == "end_to_end":
+            if self.pretrain_ == "end_to_end":
                 ae.dropout.p = 0.0
             pretrain_history = self._pretrain(ae, Xt, augment, generator)
             encoder = Encoder(ae)

@@ -225,3 +225,21 @@ def test_image_perturbations_need_a_matching_image_shape(digits):
         tiny(perturbation="elastic", image_shape=(7, 7)).fit(X[:60])
     dec = tiny(perturbation=["elastic", "affine"], image_shape=(8, 8), max_iter=10).fit(X[:60])
     assert dec.image_shape_ == (1, 8, 8) and dec.labels_.shape == (60,)
+
+
+def test_auto_defaults_follow_the_data():
+    import numpy as np
+
+    from skmic import DECClustering
+
+    est = DECClustering(10)
+    est.image_shape_ = (1, 8, 8)
+    est._resolve_defaults(np.zeros((1797, 64)))
+    assert (est.perturbation_, est.rescale_input_, est.pretrain_, est.pretrain_epochs_) == ("shift-rotate", True, "greedy", 200)
+    est.image_shape_ = None
+    est._resolve_defaults(np.zeros((10000, 64)))
+    assert (est.perturbation_, est.rescale_input_, est.pretrain_, est.pretrain_epochs_) == (None, False, "end_to_end", 40)
+    paper = DECClustering(10, perturbation=None, rescale_input=False, pretrain="end_to_end", pretrain_epochs=7)
+    paper.image_shape_ = (1, 8, 8)
+    paper._resolve_defaults(np.zeros((1797, 64)))
+    assert (paper.perturbation_, paper.rescale_input_, paper.pretrain_, paper.pretrain_epochs_) == (None, False, "end_to_end", 7)
