@@ -121,7 +121,10 @@ def _dim_kmeans(seed, image_shape, n_clusters):
     )
 
 
-#: estimator name -> factory(seed, image_shape, n_clusters) -> estimator
+#: estimator name -> factory(seed, image_shape, n_clusters) -> estimator, with the
+#: defaults but for ``n_clusters`` and ``random_state``; ``image_shape`` is for
+#: flat rows of images (``skmic cluster --image-shape``): :func:`run_benchmark`
+#: passes None and gives image datasets as image arrays instead
 ESTIMATORS = {
     "kmeans": _kmeans,
     "sklearn-kmeans": _sklearn_kmeans,
@@ -179,18 +182,31 @@ def run_benchmark(
         X, y, image_shape = load_dataset(dataset, data_home)
         for name in estimators:
             for seed in seeds:
-                est = ESTIMATORS[name](seed, image_shape, _n_classes(y))
+                est = ESTIMATORS[name](seed, None, _n_classes(y))
                 if params:
                     est.set_params(**_matching_params(est, params))
-                record = fit_and_score(est, X, y, dataset=dataset, estimator=name, seed=seed)
+                X_in = _input_for(est, X, image_shape)
+                record = fit_and_score(est, X_in, y, dataset=dataset, estimator=name, seed=seed)
                 if extra_metrics is not None:
-                    record.update(extra_metrics(est, X, y))
+                    record.update(extra_metrics(est, X_in, y))
                 runs.append(record)
                 log(
                     f"{dataset:>14} {name:>16} seed={seed} acc={record['acc']:.4f} "
                     f"nmi={record['nmi']:.4f} ari={record['ari']:.4f} t={record['fit_time_s']:.2f}s"
                 )
     return runs
+
+
+def _input_for(est, X, image_shape):
+    """``X`` as images ``(n, C, H, W)`` for an estimator that takes images, as flat rows otherwise.
+
+    The deep estimators get image datasets as image arrays, as a user would
+    pass them, with nothing but ``n_clusters`` and ``random_state`` set.
+    """
+    first = est.steps[0][1] if hasattr(est, "steps") else est
+    if image_shape is None or not getattr(first, "_takes_images", False):
+        return X
+    return X.reshape((-1,) + tuple(image_shape))
 
 
 def fit_and_score(est, X, y, *, dataset, estimator, seed):

@@ -256,11 +256,15 @@ def test_benchmark_command_prints_and_saves(tmp_path, capsys):
 def test_demo_prints_a_table_and_saves_its_figure(monkeypatch, tmp_path, capsys):
     from skmic import cli
 
-    monkeypatch.setattr(cli, "DEMO_ESTIMATORS", {
-        "kmeans": {"n_init": 2},
-        "iic": {"n_init": 1, "max_epochs": 1, "n_heads": 1, "conv_channels": (4, 8, 8)},
-        "dim-kmeans": {"max_epochs": 1},
-    })
+    from skmic import DeepInfoMaxEmbedder, IICClustering, KMeansBaseline, benchmark
+    from sklearn.pipeline import make_pipeline
+
+    # the demo runs the registry's estimators with their defaults; tiny ones stand in for speed
+    monkeypatch.setattr(cli, "DEMO_ESTIMATORS", ("kmeans", "iic", "dim-kmeans"))
+    monkeypatch.setitem(benchmark.ESTIMATORS, "iic", lambda seed, shape, k: IICClustering(
+        k, n_init=1, max_epochs=1, n_heads=1, conv_channels=(4, 8, 8), random_state=seed, device="cpu"))
+    monkeypatch.setitem(benchmark.ESTIMATORS, "dim-kmeans", lambda seed, shape, k: make_pipeline(
+        DeepInfoMaxEmbedder(max_epochs=1, conv_channels=(4,), random_state=seed), KMeansBaseline(k, random_state=seed)))
     figure = tmp_path / "demo.png"
     assert main(["demo", "--figure", str(figure)]) == 0
     out = capsys.readouterr().out
