@@ -25,6 +25,9 @@ SMALL_IMAGE = 12
 #: optimizer steps per restart that ``max_epochs="auto"`` aims at
 TRAINING_STEPS = 2500
 
+#: optimizer steps of the restarts' screening that ``screen_steps="auto"`` aims at
+SCREEN_STEPS = 600
+
 
 class IICClustering(
     ClassNamePrefixFeaturesOutMixin, TransformerMixin, SoftClusterMixin, ClusterMixin, BaseDeepEstimator
@@ -49,11 +52,14 @@ class IICClustering(
     the restarts well.
 
     Defaults chosen from the data (parameters left at "auto"; the fitted
-    values are ``perturbation_``, ``overclustering_`` and ``max_epochs_``):
+    values are ``n_init_``, ``screen_steps_``, ``perturbation_``,
+    ``overclustering_`` and ``max_epochs_``):
 
     ==============  ===============================================  ==========
     parameter       images                                           tabular
     ==============  ===============================================  ==========
+    n_init          8                                                3
+    screen_steps    600                                              None
     perturbation    "elastic" up to 12 x 12 pixels, else "affine"    "tabular"
     overclustering  ``10 * n_clusters`` (at most ``n_samples``)      the same
     max_epochs      about 2500 optimizer steps (10 to 200 epochs)    the same
@@ -73,29 +79,24 @@ class IICClustering(
         paper used 5x on MNIST; 10x was more stable in our sweeps).
     n_heads : int, default=5
         Sub-heads per head (the paper's 5).
-    n_init : int, default=3
-        Independent trainings; the one with the lowest final loss is kept.
-        They train side by side as one stacked network (grouped
-        convolutions, batched matrix products: :mod:`skmic.nn.stacked`),
-        one optimizer step for all, each from its own seed; restart ``k`` is
-        the training a single restart with its seed would give.
-    screen_epochs : int, default=None
-        Screen the restarts: each of the ``n_init`` restarts trains for
-        ``screen_epochs`` epochs only, and just the one with the lowest loss
-        then trains on to ``max_epochs``. ``n_init`` full trainings cost
-        ``n_init * max_epochs`` epochs, screening
-        ``n_init * screen_epochs + max_epochs - screen_epochs``: the way to
-        afford several restarts on large data. The idea: the merged-class
-        optima that restarts guard against show early (in a GPU sweep on
-        MNIST the runs that merged two classes had done so by epoch 5), and
-        a 10-cluster head that merges two balanced classes cannot reach
-        the mutual information of a good one (at most about
-        ``ln 10 - 0.14`` nats). On the MNIST test set (CPU) 1-epoch
-        screens were too short (8 restarts so screened kept a merged run
-        for 2 of 3 seeds), while ``n_init=8,
-        screen_epochs=2, max_epochs=6`` with ``conv_channels=(16, 32, 64)``
-        reached ACC 0.971, 0.981 and 0.894 for seeds 0-2 in 13 minutes or
-        less each (benchmarks/results/). None trains every restart fully.
+    n_init : int or "auto", default="auto"
+        Independent trainings; the one with the lowest loss is kept. They
+        train side by side as one stacked network (grouped convolutions,
+        batched matrix products: :mod:`skmic.nn.stacked`), one optimizer
+        step for all, each from its own seed; restart ``k`` is the training
+        a single restart with its seed would give. "auto": 8 for images, 3
+        for tabular data (see the table above).
+    screen_steps : int, "auto" or None, default="auto"
+        Screen the restarts: all ``n_init`` restarts train for about
+        ``screen_steps`` optimizer steps (whole epochs, at least one), and
+        only the one with the lowest full-data loss then trains on to
+        ``max_epochs``. The merged-class optima that restarts guard against
+        show early, and a head that merges two classes cannot reach the
+        mutual information of a good one, so the early loss ranks the
+        restarts (the user guide has the study). None trains every restart
+        to ``max_epochs``. "auto": 600 steps for images (11 epochs on
+        scikit-learn's digits, 2 on 10,000 MNIST images), None for tabular
+        data, whose restarts the loss ranked poorly.
     n_repeats : int, default=5
         Perturbed copies of each sample per mini-batch (the paper's 5).
     lamb : float, default=1.0
@@ -157,8 +158,8 @@ class IICClustering(
         under one draw of the perturbation) of each main sub-head of the kept
         restart.
     restart_losses_ : ndarray of shape (n_init,)
-        Lowest sub-head loss of every restart (after ``screen_epochs`` when
-        screening).
+        Lowest sub-head loss of every restart (after the screening steps
+        when screening).
     history_ : list of dict
         Per-epoch training record of the kept restart (``loss``, and
         ``loss_main`` / ``loss_over`` when alternating), screening epochs
@@ -169,7 +170,7 @@ class IICClustering(
         The trained network (trunk and heads), in eval mode.
     image_shape_ : tuple of int or None
         ``image_shape`` as ``(C, H, W)``, or the shape of image input.
-    perturbation_, overclustering_, max_epochs_
+    n_init_, screen_steps_, perturbation_, overclustering_, max_epochs_
         The values that ran: the parameters, with "auto" resolved.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
@@ -226,8 +227,8 @@ class IICClustering(
         "n_clusters": [Interval(numbers.Integral, 1, None, closed="left")],
         "overclustering": [Interval(numbers.Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "n_heads": [Interval(numbers.Integral, 1, None, closed="left")],
-        "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
-        "screen_epochs": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "n_init": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "screen_steps": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "n_repeats": [Interval(numbers.Integral, 1, None, closed="left")],
         "lamb": [Interval(numbers.Real, 0, None, closed="neither")],
         "image_shape": [tuple, list, None],
@@ -245,8 +246,8 @@ class IICClustering(
         *,
         overclustering="auto",
         n_heads=5,
-        n_init=3,
-        screen_epochs=None,
+        n_init="auto",
+        screen_steps="auto",
         n_repeats=5,
         lamb=1.0,
         image_shape=None,
@@ -266,7 +267,7 @@ class IICClustering(
         self.overclustering = overclustering
         self.n_heads = n_heads
         self.n_init = n_init
-        self.screen_epochs = screen_epochs
+        self.screen_steps = screen_steps
         self.n_repeats = n_repeats
         self.lamb = lamb
         self.image_shape = image_shape
@@ -308,12 +309,17 @@ class IICClustering(
             perturbation = "tabular"
         else:
             perturbation = "elastic" if max(shape[1:]) <= SMALL_IMAGE else "affine"
-        steps_per_epoch = max(1, n // self.batch_size)
+        steps_per_epoch = self._steps_per_epoch(n)
         return dict(
+            n_init=3 if shape is None else 8,
+            screen_steps=None if shape is None else SCREEN_STEPS,
             perturbation=perturbation,
             overclustering=min(10 * self.n_clusters, n),
             max_epochs=int(min(200, max(10, math.ceil(TRAINING_STEPS / steps_per_epoch)))),
         )
+
+    def _steps_per_epoch(self, n_samples):
+        return max(1, n_samples // self.batch_size)
 
     def _build_network(self, n_features, n_samples, restarts=1):
         if self.image_shape_ is not None and self.encoder != "mlp":
@@ -328,9 +334,11 @@ class IICClustering(
         Xt = self._as_tensor(X).float()
         check_perturbation(g, Xt[: min(len(Xt), 8)], torch.Generator(self.device_).manual_seed(0))
         n_epochs = self.max_epochs_
-        first = n_epochs if self.screen_epochs is None else min(self.screen_epochs, n_epochs)
+        first = n_epochs
+        if self.screen_steps_ is not None and self.n_init_ > 1:
+            first = min(n_epochs, math.ceil(self.screen_steps_ / self._steps_per_epoch(X.shape[0])))
         # every restart at once, as one stacked network (skmic.nn.stacked)
-        run = self._train_restarts(Xt, g, restart_seeds(torch.initial_seed(), self.n_init), first)
+        run = self._train_restarts(Xt, g, restart_seeds(torch.initial_seed(), self.n_init_), first)
         losses = run.head_losses().cpu().numpy()
         restart_losses = losses.min(1)
         best = int(np.argmin(restart_losses))

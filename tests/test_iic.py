@@ -57,14 +57,15 @@ def test_reproducible_and_restarts_keep_the_lowest_loss(blobs):
 
 def test_screening_trains_only_the_best_restart_on(blobs):
     X, _ = blobs
-    screened = tiny(n_clusters=3, n_init=3, screen_epochs=2, max_epochs=5).fit(X)
+    # 120 samples in batches of 32: 3 steps an epoch; 5 steps of screening round up to 2 epochs
+    screened = tiny(n_clusters=3, n_init=3, screen_steps=5, max_epochs=5).fit(X)
     assert screened.restart_losses_.shape == (3,)
     assert [r["epoch"] for r in screened.history_] == [1, 2, 3, 4, 5] and screened.n_iter_ == 5
     # the kept restart trained on past the screen, so its loss is its own again
     assert screened.head_losses_.min() != pytest.approx(screened.restart_losses_.min(), abs=1e-9)
     # a screen as long as the training is no screen at all
     full = tiny(n_clusters=3, n_init=3, max_epochs=5).fit(X)
-    same = tiny(n_clusters=3, n_init=3, screen_epochs=5, max_epochs=5).fit(X)
+    same = tiny(n_clusters=3, n_init=3, screen_steps=15, max_epochs=5).fit(X)
     np.testing.assert_array_equal(full.labels_, same.labels_)
     np.testing.assert_array_equal(full.restart_losses_, same.restart_losses_)
 
@@ -145,6 +146,7 @@ def test_auto_defaults_follow_the_data(shape, perturbation):
     est.image_shape_ = shape
     est._resolve_defaults(np.zeros((1797, 64)))
     assert (est.perturbation_, est.overclustering_, est.max_epochs_) == (perturbation, 100, 45)  # 56 steps an epoch
+    assert (est.n_init_, est.screen_steps_) == ((3, None) if shape is None else (8, 600))
     est._resolve_defaults(np.zeros((50, 64)))
     assert (est.overclustering_, est.max_epochs_) == (50, 200)
     chosen = IICClustering(n_clusters=10, perturbation="affine", overclustering=0, max_epochs=3)

@@ -123,11 +123,24 @@ def test_restart_zero_is_the_fit_with_one_restart(blobs):
     assert three.restart_losses_.min() <= one.restart_losses_[0] + 1e-4
 
 
-def test_screening_continues_the_selected_restarts_optimizer(blobs):
-    X, _ = blobs
-    kwargs = dict(n_clusters=3, n_heads=2, hidden_layer_sizes=(16,), random_state=1, device="cpu")
-    screened = IICClustering(n_init=1, screen_epochs=2, max_epochs=5, **kwargs).fit(X)
-    straight = IICClustering(n_init=1, max_epochs=5, **kwargs).fit(X)
-    # with one restart, screening must not change training (the optimizer state carries over)
-    np.testing.assert_allclose([r["loss"] for r in screened.history_], [r["loss"] for r in straight.history_], rtol=1e-5)
-    np.testing.assert_array_equal(screened.labels_, straight.labels_)
+def test_a_selected_restart_trains_on_as_if_it_had_been_alone(blobs):
+    # screening: restart k taken out of the stack after 2 epochs, with its optimizer
+    # state, then trained 3 more, is the lone training of its seed for 5 epochs
+    X = torch.tensor(blobs[0], dtype=torch.float64)
+    est = IICClustering(n_clusters=3, n_heads=2, hidden_layer_sizes=(16,), device="cpu")
+    est.image_shape_, est.device_ = None, torch.device("cpu")
+    est._resolve_defaults(X)
+    g = make_perturbation("tabular")
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        with torch.random.fork_rng():
+            screened = est._train_restarts(X, g, [5, 6, 7], 2).select(1)
+            screened.train(3)
+            alone = est._train_restarts(X, g, [6], 5).select(0)
+    finally:
+        torch.set_default_dtype(default)
+    assert [r["epoch"] for r in screened.history] == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose([r["loss"] for r in screened.history], [r["loss"] for r in alone.history], rtol=1e-9)
+    for name, t in alone.net.state_dict().items():
+        torch.testing.assert_close(screened.net.state_dict()[name], t, atol=1e-8, rtol=1e-8)
