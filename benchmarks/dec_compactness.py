@@ -1,10 +1,10 @@
-"""Which unsupervised score of a DEC run tracks its accuracy? (picks what ``n_restarts`` ranks by)
+"""Which unsupervised score of a DEC run tracks its accuracy? (picks what ``n_init`` ranks by)
 
 For each seed, fit DECClustering and record, next to ACC and NMI, scores that
 need no labels: of the pretrained embedding (before the clustering phase)
 with its k-means labels -- reconstruction loss, within/total sum of squares,
 silhouette -- and of the final embedding with DEC's labels -- the final KL
-loss, within/total sum of squares (``restart_compactness_``), silhouette.
+loss, within/total sum of squares (``restart_losses_``), silhouette.
 With ``--augmentation`` (keyword arguments of
 :class:`skmic.perturbations.ImagePerturbation`) the runs are DEC-DA with that
 perturbation, and one more score is recorded: ``invariance``, the fraction of
@@ -75,7 +75,7 @@ def main():
             seed=seed, fit_time_s=fit_time, pretrain_loss=dec.pretrain_history_[-1]["loss"],
             init_within_total=init_within_total, init_silhouette=float(silhouette_score(Z0, init)),
             init_acc=cluster_accuracy(y, init), final_kl=dec.history_[-1]["loss"],
-            final_within_total=float(dec.restart_compactness_.min()),  # the kept run's
+            final_within_total=float(dec.restart_losses_.min()),  # the kept run's
             final_silhouette=float(silhouette_score(Z, dec.labels_)),
             acc=cluster_accuracy(y, dec.labels_), nmi=normalized_mutual_info_score(y, dec.labels_),
         ))

@@ -8,6 +8,7 @@ __version__ = "0.1.0.dev0"
 #: first use, so that ``import skmic`` (and so the command line's ``--help``)
 #: does not load torch.
 _PUBLIC = {
+    "Checkpoint": "_training",
     "DECClustering": "dec",
     "DeepInfoMaxEmbedder": "dim",
     "IICClustering": "iic",

@@ -14,6 +14,7 @@ parameter-constraint types) are imported here and nowhere else.
 
 import contextlib
 import copy
+import hashlib
 import io
 import math
 import numbers
@@ -26,7 +27,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._training import TrainingDivergedError
+from ._training import TrainingControl
+from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
 
 __all__ = [
     "BaseTorchEstimator",
@@ -34,6 +36,7 @@ __all__ = [
     "check_image_shape",
     "check_input_scale",
     "check_layer_sizes",
+    "CONTROL_CONSTRAINTS",
     "SoftClusterMixin",
     "Interval",
     "StrOptions",
@@ -45,6 +48,14 @@ __all__ = [
 #: ``@fit_context`` wraps every public ``fit``: it validates the parameters
 #: against ``_parameter_constraints`` before anything else runs.
 fit_context = _fit_context(prefer_skip_nested_validation=True)
+
+#: Constraints of the parameters of training a user controls, which every
+#: estimator that trains a network in stages a user may stop and continue has
+#: (``warm_start``, ``callbacks``; see :meth:`BaseTorchEstimator.fit`).
+CONTROL_CONSTRAINTS = {
+    "warm_start": ["boolean"],
+    "callbacks": [list, tuple, None],
+}
 
 #: Rows per forward pass at inference time (no gradients are kept, so this
 #: only bounds activation memory).
@@ -482,12 +493,22 @@ class BaseTorchEstimator(BaseEstimator):
     def fit(self, X, y=None):
         """Fit the estimator on ``X``.
 
+        A fit is all or nothing (:meth:`_fit_transaction`), with one
+        exception: a KeyboardInterrupt while the networks train stops
+        training and keeps the model trained so far, with a
+        :class:`~skmic.exceptions.TrainingInterruptedWarning` (``n_iter_``
+        tells how far it got); one before the first epoch ends, or outside
+        training, leaves the estimator as it was. With ``warm_start=True``
+        (the estimators that have it) a fitted estimator trains on from its
+        fitted model (:meth:`_fit_warm`) instead of starting over.
+
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
             Training data. It is not modified. The estimators that take
             images also accept arrays of shape (n_samples, H, W) and
-            (n_samples, C, H, W) (:meth:`_flatten_images`).
+            (n_samples, C, H, W) (:meth:`_flatten_images`). With
+            ``warm_start=True`` it must have the fitted features.
         y : Ignored
             Present for API consistency.
 
@@ -497,14 +518,77 @@ class BaseTorchEstimator(BaseEstimator):
             The fitted estimator.
         """
         with self._fit_transaction():
-            X = self._validate_input(X, reset=True)
+            warm = bool(getattr(self, "warm_start", False)) and hasattr(self, "_network_config_fitted")
+            X = self._validate_input(X, reset=not warm)
             self._resolve_defaults(X)
+            if warm:
+                self._check_warm_start()
             self._check_fit_data(X)
-            self.device_ = resolve_device(self.device)
-            with seeded(self._fit_seed(), self.device_):
-                self._fit(X)
+            if not warm:  # a warm start trains on where the fitted networks are
+                self.device_ = resolve_device(self.device)
+            control = TrainingControl(getattr(self, "callbacks", None), lambda: self._fingerprint(X, warm))
+            self._training_control = control  # read by _train_options, for this fit only
+            try:
+                with seeded(self._fit_seed(), self.device_):
+                    (self._fit_warm if warm else self._fit)(X)
+            finally:
+                del self._training_control
+            if control.interrupted:
+                self._keep_interrupted(control)
             self._check_fit_result(X)
+            self._network_config_fitted = self._network_config()
+            if not control.interrupted:
+                control.finish()
         return self
+
+    #: parameters that shape the fitted networks (their resolved ``<name>_``
+    #: where there is one); a warm start needs them unchanged
+    _network_params = ()
+
+    def _network_config(self):
+        def plain(value):
+            return tuple(value) if isinstance(value, list) else value
+
+        return {name: plain(getattr(self, name + "_", getattr(self, name))) for name in self._network_params}
+
+    def _check_warm_start(self):
+        """Raise a ValueError if a parameter that shapes the fitted networks changed."""
+        for name, value in self._network_config().items():
+            fitted = self._network_config_fitted[name]
+            if value != fitted:
+                raise ValueError(
+                    f"warm_start=True trains on the fitted network, which has {name}={fitted!r}, but "
+                    f"{name} is now {value!r}; set it back, or fit with warm_start=False to start over."
+                )
+
+    def _fit_warm(self, X):  # pragma: no cover - the estimators with warm_start implement it
+        raise NotImplementedError
+
+    def _keep_interrupted(self, control):
+        """After a KeyboardInterrupt in training: keep the model, or (before any epoch) re-raise."""
+        if control.n_epochs == 0:
+            raise KeyboardInterrupt
+        more = (
+            "fit again with warm_start=True to train it further" if hasattr(self, "warm_start")
+            else "fit again to train a new one"
+        )
+        warnings.warn(
+            f"{type(self).__name__}'s training was interrupted (KeyboardInterrupt) after "
+            f"{control.n_epochs} epoch(s); the model trained so far is kept (n_iter_={getattr(self, 'n_iter_', 0)}); "
+            f"{more}.",
+            TrainingInterruptedWarning,
+        )
+
+    def _fingerprint(self, X, warm):
+        """What identifies this fit for a checkpoint: class, plain parameters, data, starting state."""
+        params = {
+            name: value for name, value in self.get_params(deep=False).items()
+            if name not in ("callbacks", "verbose", "device")
+            and (value is None or isinstance(value, (str, numbers.Number, tuple, list)))
+        }
+        digest = hashlib.sha1(np.ascontiguousarray(X).view(np.uint8)).hexdigest()
+        start = self.n_iter_ if warm else None
+        return f"{type(self).__name__} {sorted(params.items())!r} {X.shape} {digest} {start}"
 
     @contextlib.contextmanager
     def _fit_transaction(self):
@@ -529,7 +613,7 @@ class BaseTorchEstimator(BaseEstimator):
     def _check_fit_result(self, X):
         """Check the fitted model before ``fit`` returns it.
 
-        Raises :class:`~skmic._training.TrainingDivergedError` (a
+        Raises :class:`~skmic.exceptions.TrainingDivergedError` (a
         ValueError) if a fitted attribute, or an output of the methods in
         ``_checked_outputs`` on up to 1024 evenly spaced training rows,
         holds NaN or infinity. Warns if those outputs are the same for every
@@ -721,4 +805,5 @@ class BaseDeepEstimator(BaseTorchEstimator):
             device=self.device_,
             verbose=self.verbose,
             desc=type(self).__name__,
+            control=getattr(self, "_training_control", None),
         )

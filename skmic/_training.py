@@ -4,17 +4,24 @@ An estimator describes one optimisation step as a function of a mini-batch of
 sample indices (it owns its data on the device and knows how to turn indices
 into a loss); :func:`train` does the rest: shuffling, batching, optimizer
 steps, hooks, the per-epoch history, early stopping, divergence detection and
-progress output.
+progress output. What the user controls of a fit's training -- callbacks, an
+interruption that keeps the model trained so far, checkpoints to resume a
+killed run from -- is one :class:`TrainingControl` per fit, handed to every
+:func:`train` call of that fit.
 """
 
 import math
+import numbers
+import os
 import sys
 from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["TrainingResult", "adam", "batches", "train"]
+from .exceptions import TrainingDivergedError
+
+__all__ = ["Checkpoint", "TrainingControl", "TrainingResult", "adam", "batches", "continue_history", "train"]
 
 
 @dataclass
@@ -33,14 +40,32 @@ class TrainingResult:
     n_steps : int
         Optimizer steps taken.
     stopped_early : bool
-        Whether a hook or the ``tol`` criterion ended training before
-        ``max_epochs``.
+        Whether something ended training before ``max_epochs``.
+    stop_reason : {None, "hook", "tol", "callback", "interrupt"}
+        What asked to stop (also in the last epoch): None when nothing did;
+        "hook" for
+        ``before_step`` or ``on_epoch_end``, "tol" for the early-stopping
+        criterion, "callback" for a user callback of the
+        :class:`TrainingControl`, "interrupt" for a KeyboardInterrupt (then
+        also in an earlier call of the same fit, which ends the later ones
+        before their first epoch).
+    interrupted : bool
+        Whether a KeyboardInterrupt ended training (``stop_reason ==
+        "interrupt"``).
     """
 
     history: list = field(default_factory=list)
     n_epochs: int = 0
     n_steps: int = 0
     stopped_early: bool = False
+    stop_reason: str = None
+
+    @property
+    def interrupted(self):
+        return self.stop_reason == "interrupt"
+
+    def stop(self, reason):
+        self.stopped_early, self.stop_reason = True, reason
 
 
 def batches(n_samples, batch_size, *, generator=None, device="cpu", shuffle=True):
@@ -78,6 +103,11 @@ def batches(n_samples, batch_size, *, generator=None, device="cpu", shuffle=True
     return parts
 
 
+def continue_history(history, records):
+    """``history`` followed by ``records`` of a later training, their epochs numbered on."""
+    return list(history) + [dict(r, epoch=r["epoch"] + len(history)) for r in records]
+
+
 def adam(params, lr):
     """:class:`torch.optim.Adam` in its fused implementation where torch has one.
 
@@ -93,15 +123,183 @@ def adam(params, lr):
         return torch.optim.Adam(params, lr=lr)
 
 
-class TrainingDivergedError(FloatingPointError, ValueError):
-    """Training diverged: the loss (or the model's output) became NaN or infinite.
+class Checkpoint:
+    """Save a fit's training state to a file every ``every`` epochs; resume from it.
 
-    A :class:`FloatingPointError` and, since its usual causes are the
-    parameters or the input (a learning rate too large, an input far from
-    unit scale), a :class:`ValueError` too, so that the callers that report
-    bad parameters and bad input (the command line, a grid search) report
-    it the same way.
+    Put one in an estimator's ``callbacks``. While ``fit`` trains, the state
+    of every training stage (network weights, optimizer state, random
+    generators, history) is written to ``path`` after every ``every``-th
+    epoch and at the end of each stage, replacing the file atomically (a
+    run killed while writing leaves the previous checkpoint). When ``fit``
+    starts and ``path`` exists, the fit resumes from it: the stages it
+    completed are restored instead of trained, and the stage it was in
+    continues from its last saved epoch. A fit that completes deletes the
+    file; one that is interrupted or fails keeps it.
+
+    A checkpoint belongs to one fit: the estimator's class, its parameters
+    (those with plain values), the training data and the fitted state it
+    started from. Starting another fit on an existing file raises a
+    ValueError.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    every : int, default=1
+        Epochs between two saves; each save costs a copy of the networks
+        and optimizer state.
+
+    Examples
+    --------
+    >>> from skmic import Checkpoint, DeepInfoMaxEmbedder
+    >>> dim = DeepInfoMaxEmbedder(callbacks=[Checkpoint("dim.ckpt", every=5)])
     """
+
+    def __init__(self, path, every=1):
+        if not isinstance(every, numbers.Integral) or isinstance(every, bool) or every < 1:
+            raise ValueError(f"Checkpoint's every must be a positive int, got {every!r}.")
+        self.path = os.fspath(path)
+        self.every = int(every)
+
+    def __call__(self, record):
+        """A callback that never stops training (the saving is the control's)."""
+        return False
+
+    def __repr__(self):
+        return f"Checkpoint({self.path!r}, every={self.every})"
+
+
+def _cpu_copy(value):
+    """A copy of ``value`` whose tensors are detached CPU clones."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cpu_copy(v) for v in value)
+    return value
+
+
+class TrainingControl:
+    """What the user controls of one fit's training.
+
+    The estimator base makes one per ``fit`` and hands it to every
+    :func:`train` call of that fit (a *stage*: a pretraining layer, the
+    restarts, the clustering phase). It holds:
+
+    * the user's ``callbacks``, called with each epoch's record (plus
+      ``stage``, the stage's name); one that returns True stops training,
+      this stage and the fit's later ones;
+    * the interruption: :func:`train` stops at a KeyboardInterrupt and
+      records it here, and the fit's later stages then train no epoch;
+    * the :class:`Checkpoint` among the callbacks, if any: the state each
+      stage saves and, on a resumed fit, restores.
+
+    Parameters
+    ----------
+    callbacks : sequence of callable, default=()
+        At most one of them a :class:`Checkpoint`.
+    fingerprint : callable, default=None
+        Returns the string that identifies the fit (called only with a
+        checkpoint); a checkpoint saved under another one is refused.
+
+    Attributes
+    ----------
+    interrupted, stopped : bool
+        Whether a KeyboardInterrupt or a callback ended training.
+    n_epochs : int
+        Epochs trained by all stages so far (restored ones included).
+    """
+
+    def __init__(self, callbacks=(), fingerprint=None):
+        callbacks = list(callbacks or ())
+        for callback in callbacks:
+            if not callable(callback):
+                raise ValueError(
+                    f"callbacks must hold callables (called with each epoch's record), got {callback!r}."
+                )
+        checkpoints = [c for c in callbacks if isinstance(c, Checkpoint)]
+        if len(checkpoints) > 1:
+            raise ValueError(f"callbacks holds {len(checkpoints)} Checkpoints; a fit saves to one.")
+        self.callbacks = [c for c in callbacks if not isinstance(c, Checkpoint)]
+        self.checkpoint = checkpoints[0] if checkpoints else None
+        self.fingerprint = (fingerprint or str)() if self.checkpoint is not None else ""
+        self.interrupted = self.stopped = False
+        self.n_epochs = 0
+        self._stages = []  # the saved state of each stage of this fit so far
+        self._resume = self._load()
+
+    @property
+    def ended(self):
+        """Whether training has ended for the rest of the fit."""
+        return self.interrupted or self.stopped
+
+    def _load(self):
+        if self.checkpoint is None or not os.path.exists(self.checkpoint.path):
+            return []
+        saved = torch.load(self.checkpoint.path, map_location="cpu", weights_only=True)
+        if saved.get("fingerprint") != self.fingerprint:
+            raise ValueError(
+                f"The checkpoint {self.checkpoint.path!r} was saved by another fit (another "
+                "estimator, other parameters, other data or another starting state); delete it "
+                "or give the Checkpoint another path."
+            )
+        return saved["stages"]
+
+    def begin(self, modules, optimizers, generators):
+        """Open the next stage; restore and return its checkpointed state (or None)."""
+        index = len(self._stages)
+        saved = self._resume[index] if index < len(self._resume) else None
+        self._stages.append(saved)
+        if saved is None:
+            return None
+        for module, state in zip(modules, saved["modules"]):
+            module.load_state_dict(state)
+        for opt, state in zip(optimizers, saved["optimizers"]):
+            opt.load_state_dict(state)
+        with torch.no_grad():
+            for param, value in zip(_parameters(optimizers), saved["params"]):
+                param.copy_(value)
+        for gen, state in zip(generators, saved["generators"]):
+            gen.set_state(state)
+        torch.set_rng_state(saved["rng"])
+        self.n_epochs += saved["epoch"]
+        if saved["stop_reason"] == "callback":
+            self.stopped = True
+        return saved
+
+    def save(self, result, modules, optimizers, generators, *, complete, best=math.inf, stale=0):
+        """Record the current stage's state and write the checkpoint file (if any)."""
+        if self.checkpoint is None:
+            return
+        self._stages[-1] = _cpu_copy(dict(
+            complete=complete, epoch=result.n_epochs, n_steps=result.n_steps, history=result.history,
+            stop_reason=result.stop_reason, best=best, stale=stale,
+            modules=[m.state_dict() for m in modules], optimizers=[o.state_dict() for o in optimizers],
+            params=list(_parameters(optimizers)), generators=[g.get_state() for g in generators],
+            rng=torch.get_rng_state(),
+        ))
+        tmp = self.checkpoint.path + ".tmp"
+        torch.save({"fingerprint": self.fingerprint, "stages": self._stages}, tmp)
+        os.replace(tmp, self.checkpoint.path)
+
+    def finish(self):
+        """The fit completed: delete the checkpoint file."""
+        if self.checkpoint is not None and os.path.exists(self.checkpoint.path):
+            os.remove(self.checkpoint.path)
+
+    def epoch_end(self, record, stage):
+        """Count the epoch and call the callbacks; whether one asked to stop."""
+        self.n_epochs += 1
+        stop = False
+        for callback in self.callbacks:
+            stop = bool(callback(dict(record, stage=stage))) or stop
+        self.stopped = self.stopped or stop
+        return stop
+
+
+def _parameters(optimizers):
+    return (p for opt in optimizers for group in opt.param_groups for p in group["params"])
 
 
 def _progress_interval(stream):
@@ -141,6 +339,7 @@ def train(
     n_iter_no_change=None,
     verbose=0,
     desc="training",
+    control=None,
 ):
     """Run mini-batch training.
 
@@ -182,7 +381,14 @@ def train(
         only when standard error is not a terminal, so that logs stay
         small); 2: also one line per epoch.
     desc : str
-        Label of the progress bar.
+        Label of the progress bar, and the ``stage`` the callbacks see.
+    control : TrainingControl, optional
+        The fit's callbacks, interruption and checkpoint. With one, a
+        KeyboardInterrupt stops training and returns what was trained (the
+        result says ``interrupted``), a fit whose training has ended
+        (interrupted, or stopped by a callback) trains no epoch, and a
+        checkpointed stage is restored. Without one a KeyboardInterrupt
+        propagates.
 
     Returns
     -------
@@ -194,26 +400,38 @@ def train(
         If an epoch's loss is NaN or infinite.
     """
     optimizers = optimizer if isinstance(optimizer, (list, tuple)) else [optimizer]
+    generators = [] if generator is None else list(generator) if isinstance(generator, (list, tuple)) else [generator]
     result = TrainingResult()
     best, stale = math.inf, 0
+    if control is not None:
+        if control.ended:  # interrupted, or stopped by a callback, in an earlier stage of this fit
+            result.stop("interrupt" if control.interrupted else "callback")
+            return result
+        saved = control.begin(modules, optimizers, generators)
+        if saved is not None:
+            result.history, result.n_epochs, result.n_steps = list(saved["history"]), saved["epoch"], saved["n_steps"]
+            result.stopped_early, result.stop_reason = saved["stop_reason"] is not None, saved["stop_reason"]
+            best, stale = saved["best"], saved["stale"]
+            if saved["complete"]:
+                return result
     for module in modules:
         module.train()
     progress = tqdm(
-        range(max_epochs), desc=desc, disable=verbose < 1, file=sys.stderr, leave=False,
-        mininterval=_progress_interval(sys.stderr),
+        range(result.n_epochs, max_epochs), desc=desc, disable=verbose < 1, file=sys.stderr, leave=False,
+        mininterval=_progress_interval(sys.stderr), initial=result.n_epochs, total=max_epochs,
     )
     try:
         for epoch in progress:
             record = {"epoch": epoch + 1}
             totals = []
-            stop = False
+            stop = None
             for phase in phases:
                 total, count = 0.0, 0
                 for indices in batches(
                     n_samples, batch_size, generator=generator, device=device
                 ):
                     if before_step is not None and before_step(result.n_steps):
-                        stop = True
+                        stop = "hook"
                         break
                     for opt in optimizers:
                         opt.zero_grad(set_to_none=True)
@@ -229,7 +447,7 @@ def train(
                 if stop:
                     break
             if not totals:  # stopped before the epoch's first step
-                result.stopped_early = True
+                result.stop(stop)
                 break
             mean = sum(t for _, t in totals) / len(totals)
             record["loss"] = _as_record(mean)
@@ -244,7 +462,7 @@ def train(
                     values = [t for p, t in totals if p == phase]
                     record[f"loss_{phase}"] = _as_record(sum(values) / len(values))
             if on_epoch_end is not None and on_epoch_end(record):
-                stop = True
+                stop = "hook"
             result.history.append(record)
             result.n_epochs = epoch + 1
             progress.set_postfix(loss=f"{float(mean.sum()):.4f}", refresh=False)  # at tqdm's own pace
@@ -259,12 +477,25 @@ def train(
                     best, stale = float(mean.sum()), 0
                 else:
                     stale += 1
-                    stop = stop or stale >= n_iter_no_change
+                    if stale >= n_iter_no_change:
+                        stop = stop or "tol"
+            if control is not None and control.epoch_end(record, desc):
+                stop = stop or "callback"
             if stop:
+                result.stop(stop)
                 result.stopped_early = result.n_epochs < max_epochs
                 break
+            if control is not None and result.n_epochs % getattr(control.checkpoint, "every", 1) == 0:
+                control.save(result, modules, optimizers, generators, complete=False, best=best, stale=stale)
+    except KeyboardInterrupt:
+        if control is None:
+            raise
+        control.interrupted = True
+        result.stop("interrupt")
     finally:
         progress.close()
         for module in modules:
             module.eval()
+    if control is not None and not result.interrupted:
+        control.save(result, modules, optimizers, generators, complete=True, best=best, stale=stale)
     return result

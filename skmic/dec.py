@@ -11,9 +11,10 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transfor
 from sklearn.exceptions import ConvergenceWarning
 
 from ._base import (
-    BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_layer_sizes,
+    CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_layer_sizes,
 )
-from ._training import TrainingDivergedError, batches, train
+from ._training import batches, continue_history, train
+from .exceptions import TrainingDivergedError
 from .kmeans import kmeans
 from .nn.autoencoder import Autoencoder, Encoder
 from .nn.losses import dec_kl_loss, student_t_assignment, target_distribution
@@ -53,6 +54,9 @@ _OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 #: optimizer steps of each pretraining stage that ``pretrain_epochs="auto"`` aims at
 PRETRAIN_STEPS = 1600
 
+#: optimizer steps of the clustering phase that ``max_epochs="auto"`` allows at most
+CLUSTERING_STEPS = 20000
+
 
 class DECClustering(
     ClassNamePrefixFeaturesOutMixin, TransformerMixin, SoftClusterMixin, ClusterMixin, BaseDeepEstimator
@@ -62,14 +66,14 @@ class DECClustering(
     1. An autoencoder is pretrained to reconstruct the data (end to end, or
        the paper's greedy layer-wise denoising autoencoders followed by
        end-to-end fine-tuning).
-    2. The centroids are initialised by k-means (``n_init`` restarts) on the
-       embedding of the whole dataset.
+    2. The centroids are initialised by k-means (``kmeans_n_init`` restarts)
+       on the embedding of the whole dataset.
     3. The encoder and the centroids are then trained jointly to minimise
        ``KL(P || Q)`` between the Student's t soft assignment ``Q`` and the
        sharpened target ``P = q^2 / f`` (normalised), recomputed on the
        **whole** dataset every ``update_interval`` iterations; training stops
        when fewer than ``tol`` of the labels change between two updates, or
-       after ``max_iter`` iterations.
+       after ``max_epochs`` epochs.
 
     With ``reconstruction_weight > 0`` the decoder is kept and its loss is
     added (IDEC, Guo et al. 2017), which preserves the local structure of
@@ -78,8 +82,8 @@ class DECClustering(
     clean data's targets (DEC-DA, Guo et al. 2018).
 
     Defaults chosen from the data (parameters left at "auto"; the fitted
-    values are ``perturbation_``, ``rescale_input_``, ``pretrain_`` and
-    ``pretrain_epochs_``):
+    values are ``perturbation_``, ``rescale_input_``, ``pretrain_``,
+    ``pretrain_epochs_`` and ``max_epochs_``):
 
     ===============  ==========================  ==========================
     parameter        images                      tabular data
@@ -88,6 +92,7 @@ class DECClustering(
     rescale_input    True                        False
     pretrain         "greedy"                    "end_to_end"
     pretrain_epochs  about 1600 steps a stage    about 1600 steps a stage
+    max_epochs       20,000 steps, <= 1000       20,000 steps, <= 1000
     ===============  ==========================  ==========================
 
     On scikit-learn's digits the image setting reached ACC 0.886
@@ -105,7 +110,7 @@ class DECClustering(
         (``input_scale_``) is applied in ``predict``, ``predict_proba`` and
         ``transform``. One scalar for the whole dataset: the geometry of the
         data is unchanged, only the scale the autoencoder and the Student's t
-        kernel (``alpha``) see. "auto": on for images, off for tabular data
+        kernel (``degrees_of_freedom``) see. "auto": on for images, off for tabular data
         (see the table above). Leave it off when ``pretrained_encoder``
         expects the raw features.
     hidden_layer_sizes : tuple of int, default=(500, 500, 2000)
@@ -135,28 +140,29 @@ class DECClustering(
         first run on a few rows of ``X``: an encoder that fails on them (e.g.
         made for another number of features) or does not return a finite
         ``(n, d)`` tensor is a ValueError that says so.
-    alpha : float, default=1.0
-        Degrees of freedom of the Student's t kernel.
-    n_init : int, default=20
+    degrees_of_freedom : float, default=1.0
+        Degrees of freedom of the Student's t kernel that turns distances to
+        the centroids into soft assignments (the paper's alpha, 1).
+    kmeans_n_init : int, default=20
         k-means restarts of the centroid initialisation.
-    n_restarts : int, default=1
+    n_init : int, default=1
         Independent runs of the whole method (pretraining, k-means
         initialisation, clustering phase), each from new random weights;
         the run whose final embedding is the most compact, the lowest
         within-cluster over total sum of squares under its own labels
-        (``restart_compactness_``), is kept, the way k-means keeps its
+        (``restart_losses_``), is kept, the way k-means keeps its
         restart of lowest inertia. Not in the paper, whose results vary
         with the pretraining: on scikit-learn digits greedy DEC's ACC ranged
         from 0.74 to 0.91 over 5 seeds. The compactness is a weak guide
         there: the most compact run was the best one, but the second most
         compact was the worst (benchmarks/results/dec_compactness_digits_cpu.md);
         no other unsupervised score tried did better.
-        Costs ``n_restarts`` times the fit time: unlike IIC's restarts the
+        Costs ``n_init`` times the fit time: unlike IIC's restarts the
         runs train one after another, not as one stacked network, because
         each stops on its own (``tol``) and a stopped run would still move
         under SGD's momentum inside a shared optimizer step.
     update_interval : int, default=140
-        Iterations between two updates of the target distribution (140 as
+        Optimizer steps (mini-batches) between two updates of the target distribution (140 as
         popular reimplementations use on MNIST; the paper: 160). On small
         datasets this is many epochs, but shorter was not better: on
         scikit-learn digits (7 batches an epoch, seed 0, measured without
@@ -166,8 +172,6 @@ class DECClustering(
     tol : float, default=0.001
         Stop when the fraction of labels that changed between two updates
         is below ``tol``.
-    max_iter : int, default=20000
-        Maximum iterations (mini-batches) of the clustering phase.
     reconstruction_weight : float, default=0.0
         0 is DEC. A positive weight ``w`` minimises
         ``KL(P || Q) + w * reconstruction MSE`` (IDEC: ``L_rec + 0.1 KL``,
@@ -193,18 +197,41 @@ class DECClustering(
         channels-last photos) need no ``image_shape``: it is read from
         ``X`` (``image_shape_``).
     batch_size : int, default=256
-    max_epochs : int, default=1000
-        Upper bound on the epochs of the clustering phase (``max_iter``
-        usually ends it first).
+    max_epochs : int or "auto", default="auto"
+        Upper bound on the epochs of the clustering phase (the ``tol``
+        criterion usually ends it first). "auto": about 20,000 optimizer
+        steps, at most 1000 epochs (the bound of popular reimplementations:
+        73 epochs on 70,000 MNIST images, 1000 on scikit-learn's digits).
     learning_rate : float, default=0.01
         SGD learning rate of the clustering phase (momentum 0.9). Too large
         a rate makes the embedding explode: when its root mean square grows
         to more than 1000 times its value at the k-means initialisation (or
         the loss becomes NaN), ``fit`` raises
-        :class:`~skmic._training.TrainingDivergedError`, a ValueError.
+        :class:`~skmic.exceptions.TrainingDivergedError`, a ValueError.
     device : str or torch.device, default="auto"
+        "auto" uses CUDA when available, else the CPU.
     random_state : int, RandomState instance or None, default=None
+        Seed of the weights, perturbations, shuffling and k-means; the same
+        seed gives the same labels on the CPU.
     verbose : int, default=0
+        0: silent; 1: a progress bar per stage (pretraining layers,
+        clustering); 2: one line per epoch as well.
+    warm_start : bool, default=False
+        When True and the estimator is fitted, ``fit`` continues the
+        clustering phase on ``X`` from the fitted encoder and centroids, for
+        up to ``max_epochs`` more epochs (no pretraining, no k-means; the
+        input scale of the first fit is kept), with a fresh optimizer and a
+        target distribution recomputed at its first step. ``X`` must have
+        the fitted features, and ``n_clusters``, ``hidden_layer_sizes`` and
+        ``n_components`` their fitted values. ``n_iter_`` and ``history_``
+        go on counting.
+    callbacks : list of callable, default=None
+        Called after every epoch of every stage with its record (plus
+        ``stage``: "pretrain layer 1", ..., "DEC clustering"); one that
+        returns True stops training, and ``fit`` finishes from the model
+        trained so far (centroids by k-means if pretraining was stopped).
+        A :class:`~skmic.Checkpoint` among them saves the training state to
+        a file and resumes a killed run from it.
 
     Attributes
     ----------
@@ -213,22 +240,25 @@ class DECClustering(
     cluster_centers_ : ndarray of shape (n_clusters, n_components)
         Centroids in the embedding space.
     n_iter_ : int
-        Iterations of the clustering phase.
+        Epochs of the clustering phase (the last one possibly partial, when
+        the ``tol`` criterion stopped it within the epoch).
     converged_ : bool
         Whether the ``tol`` criterion stopped training.
     history_ : list of dict
-        One record per target update: ``iteration``, ``loss`` (KL(P||Q) on
-        the whole data) and ``delta_label`` (fraction of changed labels).
-    restart_compactness_ : ndarray of shape (n_restarts,)
+        One record per epoch of the clustering phase: ``epoch``, ``loss``
+        (the mean mini-batch loss) and, once two target updates were made,
+        ``delta_label`` (the fraction of labels changed at the latest).
+    restart_losses_ : ndarray of shape (n_init,)
         Within-cluster over total sum of squares of each run's final
         embedding (lower is more compact; the lowest is kept).
     pretrain_history_ : list of dict
         Per-epoch reconstruction losses of pretraining (empty with a
         pretrained encoder).
-    encoder_ : torch.nn.Module
+    network_ : torch.nn.Module
+        The trained encoder, in eval mode.
     image_shape_ : tuple of int or None
         ``image_shape`` as ``(C, H, W)``.
-    perturbation_, rescale_input_, pretrain_, pretrain_epochs_
+    perturbation_, rescale_input_, pretrain_, pretrain_epochs_, max_epochs_
         The values that ran: the parameters, with "auto" resolved.
     input_scale_ : float
         The constant the data is multiplied by (1.0 without
@@ -254,6 +284,11 @@ class DECClustering(
     of epochs for each layer and for fine-tuning. The paper's normalisation
     of the data (``(1/d) ||x||^2`` about 1) is left to the user, or to
     ``rescale_input=True``.
+
+    ``score`` is minus ``KL(P || Q)`` on ``X``, the clustering phase's
+    objective with the target computed from ``X`` itself: higher is better,
+    0 for assignments already as sharp as their target. Compare it only
+    between models with the same ``n_clusters``.
 
     Examples
     --------
@@ -282,16 +317,19 @@ class DECClustering(
         "pretrain_learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "pretrained_encoder": [torch.nn.Module, None],
-        "alpha": [Interval(numbers.Real, 0, None, closed="neither")],
+        "degrees_of_freedom": [Interval(numbers.Real, 0, None, closed="neither")],
+        "kmeans_n_init": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
-        "n_restarts": [Interval(numbers.Integral, 1, None, closed="left")],
         "update_interval": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, 1, closed="both")],
-        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "reconstruction_weight": [Interval(numbers.Real, 0, None, closed="left")],
         "image_shape": [tuple, list, None],
         "perturbation": [StrOptions(set(PERTURBATIONS) | {"auto"}), callable, list, tuple, None],
+        **CONTROL_CONSTRAINTS,
     }
+
+    _network_params = ("n_clusters", "hidden_layer_sizes", "n_components")
 
     def __init__(
         self,
@@ -306,21 +344,22 @@ class DECClustering(
         pretrain_learning_rate=1e-3,
         dropout=0.2,
         pretrained_encoder=None,
-        alpha=1.0,
-        n_init=20,
-        n_restarts=1,
+        degrees_of_freedom=1.0,
+        kmeans_n_init=20,
+        n_init=1,
         update_interval=140,
         tol=0.001,
-        max_iter=20000,
         reconstruction_weight=0.0,
         perturbation="auto",
         image_shape=None,
         batch_size=256,
-        max_epochs=1000,
+        max_epochs="auto",
         learning_rate=0.01,
         device="auto",
         random_state=None,
         verbose=0,
+        warm_start=False,
+        callbacks=None,
     ):
         self.n_clusters = n_clusters
         self.rescale_input = rescale_input
@@ -332,12 +371,11 @@ class DECClustering(
         self.pretrain_learning_rate = pretrain_learning_rate
         self.dropout = dropout
         self.pretrained_encoder = pretrained_encoder
-        self.alpha = alpha
+        self.degrees_of_freedom = degrees_of_freedom
+        self.kmeans_n_init = kmeans_n_init
         self.n_init = n_init
-        self.n_restarts = n_restarts
         self.update_interval = update_interval
         self.tol = tol
-        self.max_iter = max_iter
         self.reconstruction_weight = reconstruction_weight
         self.perturbation = perturbation
         self.image_shape = image_shape
@@ -347,6 +385,8 @@ class DECClustering(
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.warm_start = warm_start
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------------ fit
     def _auto_defaults(self, X):
@@ -357,6 +397,7 @@ class DECClustering(
             rescale_input=image,
             pretrain="greedy" if image else "end_to_end",
             pretrain_epochs=int(min(200, max(10, math.ceil(PRETRAIN_STEPS / steps_per_epoch)))),
+            max_epochs=int(min(1000, math.ceil(CLUSTERING_STEPS / steps_per_epoch))),
         )
 
     def _check_fit_data(self, X):
@@ -413,29 +454,54 @@ class DECClustering(
     def _fit(self, X):
         mean_square = float(np.mean(np.square(X, dtype=np.float64)))
         self.input_scale_ = 1.0 / math.sqrt(mean_square) if self.rescale_input_ and mean_square > 0 else 1.0
-        Xt = self._as_tensor(X).float() * self.input_scale_
-        generator = self._make_generator()
+        Xt, generator = self._scaled(X), self._make_generator()
         augment = self._augmentation(Xt, generator)
-        best, scores = None, []
-        for _ in range(self.n_restarts):
-            run = self._fit_once(Xt, augment, generator)
-            scores.append(run["compactness"])
-            if best is None or run["compactness"] < best["compactness"]:
-                best = run
-        self.restart_compactness_ = np.asarray(scores)
-        self.encoder_ = best["encoder"]
-        self.cluster_centers_ = best["centers"].cpu().numpy()
-        self.n_iter_ = best["n_iter"]
-        self.converged_ = best["converged"]
-        self.history_ = best["history"]
+        control = getattr(self, "_training_control", None)
+        runs = []
+        for _ in range(self.n_init):
+            encoder, pretrain_history = self._pretrained_encoder(Xt, augment, generator)
+            z = self._embed(encoder, Xt)
+            if not torch.isfinite(z).all():
+                raise TrainingDivergedError(
+                    "DEC's pretrained embedding contains NaN or infinity; lower pretrain_learning_rate "
+                    "or rescale X (e.g. with StandardScaler, or rescale_input=True)."
+                )
+            centers, _, _, _ = kmeans(
+                z, self.n_clusters, n_init=self.kmeans_n_init, generator=generator, verbose=self.verbose
+            )
+            runs.append(self._cluster(encoder, centers, Xt, augment, generator, []))
+            runs[-1]["pretrain_history"] = pretrain_history
+            if control is not None and control.ended:  # interrupted or stopped: no further restart
+                break
+        self.restart_losses_ = np.asarray([run["compactness"] for run in runs])
+        best = runs[int(np.argmin(self.restart_losses_))]
         self.pretrain_history_ = best["pretrain_history"]
-        self.labels_ = best["labels"].cpu().numpy()
+        self._set_run(best)
+
+    def _fit_warm(self, X):
+        Xt, generator = self._scaled(X), self._make_generator()
+        centers = torch.as_tensor(self.cluster_centers_, device=self.device_, dtype=torch.float32)
+        run = self._cluster(copy.deepcopy(self.network_), centers, Xt, self._augmentation(Xt, generator),
+                            generator, self.history_)
+        self._set_run(run)
+
+    def _scaled(self, X):
+        return self._as_tensor(X).float() * self.input_scale_
+
+    def _set_run(self, run):
+        """The fitted attributes of a run of the clustering phase (:meth:`_cluster`)."""
+        self.network_ = run["encoder"]
+        self.cluster_centers_ = run["centers"].cpu().numpy()
+        self.history_ = run["history"]
+        self.n_iter_ = len(self.history_)
+        self.converged_ = run["stop_reason"] == "hook"
+        self.labels_ = run["labels"].cpu().numpy()
         self._n_features_out = int(self.cluster_centers_.shape[1])
-        if not self.converged_:
+        if run["stop_reason"] is None:  # neither converged nor stopped by the user
             warnings.warn(
                 f"DECClustering did not converge: more than tol={self.tol} of the labels "
-                f"still changed after max_iter={self.max_iter} iterations (or max_epochs). "
-                "Increase max_iter or tol.",
+                f"still changed after max_epochs={self.max_epochs_} epochs. "
+                "Increase max_epochs or tol.",
                 ConvergenceWarning,
             )
 
@@ -477,35 +543,25 @@ class DECClustering(
             raise ValueError("pretrained_encoder returns NaN or infinity on rows of X; check it and the input's scale.")
         return encoder
 
-    def _fit_once(self, Xt, augment, generator):
-        """Pretraining, k-means initialisation and clustering phase; returns the fitted state."""
+    def _pretrained_encoder(self, Xt, augment, generator):
+        """The encoder to cluster with (pretrained, or the user's copy) and its pretraining history."""
         if self.pretrained_encoder is not None:
-            encoder = self._copy_pretrained_encoder(Xt)
-            pretrain_history = []
+            encoder, history = self._copy_pretrained_encoder(Xt), []
         else:
             ae = Autoencoder(Xt.shape[1], self.hidden_layer_sizes, self.n_components, dropout=self.dropout)
             ae = ae.to(self.device_)
             if self.pretrain_ == "end_to_end":
                 ae.dropout.p = 0.0
-            pretrain_history = self._pretrain(ae, Xt, augment, generator)
+            history = self._pretrain(ae, Xt, augment, generator)
             encoder = Encoder(ae)
-        encoder.eval()
+        return encoder.eval(), history
 
-        z = self._embed(encoder, Xt)
-        if not torch.isfinite(z).all():
-            raise TrainingDivergedError(
-                "DEC's pretrained embedding contains NaN or infinity; lower pretrain_learning_rate "
-                "or rescale X (e.g. with StandardScaler, or rescale_input=True)."
-            )
-        initial_rms = _rms(z)
-        centers, _, _, _ = kmeans(z, self.n_clusters, n_init=self.n_init, generator=generator)
+    def _cluster(self, encoder, centers, Xt, augment, generator, history):
+        """The clustering phase from ``encoder`` and ``centers``, after ``history``; returns the run."""
+        initial_rms = _rms(self._embed(encoder, Xt))
         centers = torch.nn.Parameter(centers.clone())
-
-        params = list(encoder.parameters()) + [centers]
-        optimizer = torch.optim.SGD(params, lr=self.learning_rate, momentum=0.9)
-        state = {"p": None, "labels": None}
-        history = []
-        converged = [False]
+        optimizer = torch.optim.SGD(list(encoder.parameters()) + [centers], lr=self.learning_rate, momentum=0.9)
+        state = {"p": None, "labels": None, "delta": None}
 
         def full_q():
             z = self._embed(encoder, Xt)
@@ -517,29 +573,22 @@ class DECClustering(
                     f"phase, more than {_MAX_EMBEDDING_GROWTH:g} times; lower learning_rate "
                     f"(now {self.learning_rate:g})."
                 )
-            return student_t_assignment(z, centers.detach(), self.alpha)
+            return student_t_assignment(z, centers.detach(), self.degrees_of_freedom)
 
         def before_step(iteration):
-            if iteration >= self.max_iter:
-                return True
-            if iteration % self.update_interval:
+            """Update the target every ``update_interval`` steps (and first); True once converged."""
+            if state["p"] is not None and iteration % self.update_interval:
                 return False
             q = full_q()
-            p = target_distribution(q)
             labels = q.argmax(1)
-            record = {"iteration": iteration, "loss": float(dec_kl_loss(p, q))}
             if state["labels"] is not None:
-                record["delta_label"] = float((labels != state["labels"]).float().mean())
-            history.append(record)
-            state["p"], state["labels"] = p, labels
-            if not math.isfinite(record["loss"]):
-                raise TrainingDivergedError(
-                    "DEC diverged: the KL loss became NaN; lower learning_rate or rescale X."
-                )
-            if record.get("delta_label", 1.0) < self.tol:
-                converged[0] = True
-                return True
-            return False
+                state["delta"] = float((labels != state["labels"]).float().mean())
+            state["p"], state["labels"] = target_distribution(q), labels
+            return state["delta"] is not None and state["delta"] < self.tol
+
+        def on_epoch_end(record):
+            if state["delta"] is not None:
+                record["delta_label"] = state["delta"]
 
         reconstruct = self.reconstruction_weight > 0
         mse = torch.nn.MSELoss()
@@ -547,28 +596,28 @@ class DECClustering(
         def step(idx, phase):
             x = augment(Xt[idx])
             zb = encoder(x)
-            loss = dec_kl_loss(state["p"][idx], student_t_assignment(zb, centers, self.alpha))
+            loss = dec_kl_loss(state["p"][idx], student_t_assignment(zb, centers, self.degrees_of_freedom))
             if reconstruct:
                 loss = loss + self.reconstruction_weight * mse(encoder.autoencoder.decode(zb), x)
             return loss
 
-        steps_per_epoch = max(1, len(batches(Xt.shape[0], self.batch_size)))
         result = train(
             step,
             n_samples=Xt.shape[0],
             optimizer=optimizer,
-            max_epochs=min(self.max_epochs, math.ceil((self.max_iter + 1) / steps_per_epoch)),
+            max_epochs=self.max_epochs_,
             generator=generator,
             modules=[encoder],
             before_step=before_step,
+            on_epoch_end=on_epoch_end,
             **dict(self._train_options(), desc="DEC clustering"),
         )
         encoder.eval()
         z = self._embed(encoder, Xt)
-        labels = student_t_assignment(z, centers.detach(), self.alpha).argmax(1)
+        labels = student_t_assignment(z, centers.detach(), self.degrees_of_freedom).argmax(1)
         return dict(
-            encoder=encoder, centers=centers.detach(), n_iter=result.n_steps, converged=converged[0],
-            history=history, pretrain_history=pretrain_history, labels=labels,
+            encoder=encoder, centers=centers.detach(), stop_reason=result.stop_reason,
+            history=continue_history(history, result.history), labels=labels,
             compactness=compactness(z, labels, self.n_clusters),
         )
 
@@ -577,7 +626,7 @@ class DECClustering(
         """``fn(embedding, centres)`` over the rows of ``X``."""
         centers = torch.as_tensor(self.cluster_centers_, device=self.device_)
         scale = self.input_scale_
-        return self._infer(self.encoder_, lambda enc, x: fn(enc(x * scale), centers.to(x.dtype)), X)
+        return self._infer(self.network_, lambda enc, x: fn(enc(x * scale), centers.to(x.dtype)), X)
 
     def predict_proba(self, X):
         """Soft assignment ``q`` of each sample to the centroids.
@@ -591,7 +640,7 @@ class DECClustering(
         q : ndarray of shape (n_samples, n_clusters)
         """
         X = self._check_fitted_input(X)
-        return self._inference(X, lambda z, c: student_t_assignment(z, c, self.alpha))
+        return self._inference(X, lambda z, c: student_t_assignment(z, c, self.degrees_of_freedom))
 
     def transform(self, X):
         """The embedding of each sample.
@@ -606,3 +655,23 @@ class DECClustering(
         """
         X = self._check_fitted_input(X)
         return self._inference(X, lambda z, c: z).astype(X.dtype, copy=False)
+
+    def score(self, X, y=None):
+        """Minus ``KL(P || Q)`` on ``X``: the clustering objective, higher is better.
+
+        ``Q`` is :meth:`predict_proba` of ``X`` and ``P`` its sharpened
+        target, computed from all of ``X`` as in training. 0 when the
+        assignments are already as sharp as their target; compare models
+        with the same ``n_clusters`` only.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        score : float
+        """
+        q = torch.as_tensor(self.predict_proba(X))
+        return -float(dec_kl_loss(target_distribution(q), q))

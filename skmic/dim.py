@@ -1,13 +1,14 @@
 """DeepInfoMaxEmbedder: Deep InfoMax as a scikit-learn transformer."""
 
+import copy
 import numbers
 
 import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
-from ._base import BaseDeepEstimator, Interval, StrOptions, check_layer_sizes
-from ._training import batches, train
+from ._base import CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, StrOptions, check_layer_sizes
+from ._training import batches, continue_history, train
 from .nn.critics import GlobalCritic, LocalCritic, PriorDiscriminator, grad_reverse
 from .nn.encoders import LocalGlobalEncoder, init_weights
 from .nn.losses import MI_ESTIMATORS, prior_matching_loss
@@ -113,6 +114,20 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     device : str or torch.device, default="auto"
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
+        0: silent; 1: a progress bar; 2: one line per epoch as well.
+    warm_start : bool, default=False
+        When True and the estimator is fitted, ``fit`` trains the fitted
+        network (encoder, critics and discriminator) for ``max_epochs``
+        more epochs on ``X`` instead of starting over, with a fresh Adam
+        optimizer. ``X`` must have the fitted features, and the parameters
+        that shape the network (``n_components``, ``conv_channels``,
+        ``hidden_layer_sizes``, ``token_channels``, ``critic_dim``) their
+        fitted values. ``n_iter_`` and ``history_`` go on counting.
+    callbacks : list of callable, default=None
+        Called after every epoch with its record (the ``history_`` entry,
+        plus ``stage``); one that returns True stops training. A
+        :class:`~skmic.Checkpoint` among them saves the training state to a
+        file and resumes a killed run from it.
 
     Attributes
     ----------
@@ -173,7 +188,12 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         "critic_dim": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_locations": [Interval(numbers.Integral, 1, None, closed="left")],
         "perturbation": [StrOptions(set(PERTURBATIONS) | {"auto"}), callable, list, tuple, None],
+        **CONTROL_CONSTRAINTS,
     }
+
+    _network_params = (
+        "n_components", "conv_channels", "hidden_layer_sizes", "token_channels", "critic_dim",
+    )
 
     def __init__(
         self,
@@ -196,6 +216,8 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         device="auto",
         random_state=None,
         verbose=0,
+        warm_start=False,
+        callbacks=None,
     ):
         self.n_components = n_components
         self.estimator = estimator
@@ -215,6 +237,8 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.warm_start = warm_start
+        self.callbacks = callbacks
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -258,13 +282,19 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         return loss, code
 
     def _fit(self, X):
-        Xt = self._as_tensor(X).float()
-        generator = self._make_generator()
         encoder = LocalGlobalEncoder(
             X.shape[1], self.n_components, image_shape=self.image_shape_, conv_channels=self.conv_channels,
             token_channels=self.token_channels, hidden=self.hidden_layer_sizes,
         )
-        net = init_weights(_DIMNetwork(encoder, self.critic_dim)).to(self.device_)
+        self._train_network(init_weights(_DIMNetwork(encoder, self.critic_dim)).to(self.device_), X, [])
+
+    def _fit_warm(self, X):
+        self._train_network(copy.deepcopy(self.network_), X, self.history_)
+
+    def _train_network(self, net, X, history):
+        """Train ``net`` for ``max_epochs`` epochs after ``history``; set the fitted attributes."""
+        Xt = self._as_tensor(X).float()
+        generator = self._make_generator()
         optimizer = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
         g = self._perturbation()
         if g is not None:
@@ -284,8 +314,8 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             generator=generator, modules=[net], **dict(self._train_options(), batch_size=self.batch_size_),
         )
         self.network_ = net
-        self.history_ = result.history
-        self.n_iter_ = result.n_epochs
+        self.history_ = continue_history(history, result.history)
+        self.n_iter_ = len(self.history_)
         self._n_features_out = self.n_components
 
     def _perturbation(self):

@@ -1,5 +1,6 @@
 """IICClustering: Invariant Information Clustering as a scikit-learn clusterer."""
 
+import copy
 import math
 import numbers
 import warnings
@@ -8,7 +9,9 @@ import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 
-from ._base import BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_layer_sizes
+from ._base import (
+    CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_layer_sizes,
+)
 from ._training import adam, batches, train
 from .nn.encoders import MLP, ConvEncoder, init_weights
 from .nn.heads import IICNet
@@ -146,6 +149,22 @@ class IICClustering(
         same seed gives the same labels on the CPU.
     verbose : int, default=0
         0: silent; 1: progress bars; 2: one line per epoch as well.
+    warm_start : bool, default=False
+        When True and the estimator is fitted, ``fit`` trains the fitted
+        network (the kept restart, all its sub-heads) for ``max_epochs``
+        more epochs on ``X`` instead of starting over, with a fresh Adam
+        optimizer, then chooses the best sub-head again by the same rule.
+        ``X`` must have the fitted features, and the parameters that shape
+        the network (``n_clusters``, ``overclustering``, ``n_heads``,
+        ``encoder``, ``conv_channels``, ``hidden_layer_sizes``) their fitted
+        values. ``n_iter_`` and ``history_`` go on counting;
+        ``restart_losses_`` still describes the first fit's restarts.
+    callbacks : list of callable, default=None
+        Called after every epoch with its record (the ``history_`` entry,
+        plus ``stage``); one that returns True stops training, and ``fit``
+        finishes with the model trained so far. A
+        :class:`~skmic.Checkpoint` among them saves the training state to a
+        file and resumes a killed run from it.
 
     Attributes
     ----------
@@ -238,7 +257,10 @@ class IICClustering(
         "perturbation": [StrOptions(set(PERTURBATIONS)), callable, list, tuple],
         "head_training": [StrOptions({"alternate", "joint"})],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        **CONTROL_CONSTRAINTS,
     }
+
+    _network_params = ("n_clusters", "overclustering", "n_heads", "encoder", "conv_channels", "hidden_layer_sizes")
 
     def __init__(
         self,
@@ -262,6 +284,8 @@ class IICClustering(
         device="auto",
         random_state=None,
         verbose=0,
+        warm_start=False,
+        callbacks=None,
     ):
         self.n_clusters = n_clusters
         self.overclustering = overclustering
@@ -282,6 +306,8 @@ class IICClustering(
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.warm_start = warm_start
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------------ fit
     def _check_fit_data(self, X):
@@ -373,6 +399,20 @@ class IICClustering(
         run = _Restarts(self, net, optimizer, Xt, g, generators)
         run.train(n_epochs)
         return run
+
+    def _fit_warm(self, X):
+        """The fitted network, trained on alone for ``max_epochs_`` more epochs (``warm_start``)."""
+        g = make_perturbation(self.perturbation_, self.image_shape_)
+        net = copy.deepcopy(self.network_)
+        run = _Restarts(self, net, adam(net.parameters(), self.learning_rate), self._as_tensor(X).float(), g,
+                        [self._make_generator()])
+        run.history = list(self.history_)
+        run.train(self.max_epochs_)
+        self.network_, self.history_, self.n_iter_ = net, run.history, len(run.history)
+        self.head_losses_ = run.head_losses()[0].cpu().numpy()
+        self.best_head_ = int(np.argmin(self.head_losses_))
+        self.labels_ = self._proba(X).argmax(1)
+        self._warn_if_collapsed()
 
     def _warn_if_collapsed(self):
         used = len(np.unique(self.labels_))

@@ -12,6 +12,7 @@ on the device; :class:`KMeansBaseline` is the scikit-learn estimator.
 
 import math
 import numbers
+import sys
 import warnings
 
 import numpy as np
@@ -122,7 +123,7 @@ def _relocate_empty(X, centers, counts, dist):
         centers[r, empty] = X[far]
 
 
-def kmeans(X, n_clusters, *, n_init=10, max_iter=300, tol=1e-4, init="k-means++", generator=None):
+def kmeans(X, n_clusters, *, n_init=10, max_iter=300, tol=1e-4, init="k-means++", generator=None, verbose=0):
     """k-means on a tensor, on the tensor's device, with ``n_init`` restarts.
 
     Parameters
@@ -142,6 +143,10 @@ def kmeans(X, n_clusters, *, n_init=10, max_iter=300, tol=1e-4, init="k-means++"
         Seeding; an explicit tensor implies ``n_init=1``.
     generator : torch.Generator, optional
         On ``X.device``.
+    verbose : int, default=0
+        0: silent; 1: one line per restart on standard error (its inertia
+        and iterations, and which is kept); 2: also one line per Lloyd
+        iteration.
 
     Returns
     -------
@@ -201,12 +206,19 @@ def kmeans(X, n_clusters, *, n_init=10, max_iter=300, tol=1e-4, init="k-means++"
         n_iter[active.cpu()] = it + 1
         done = same | (shift <= tol_abs)
         active = active[~done]
+        if verbose >= 2:
+            print(f"k-means iteration {it + 1}: {len(active)} of {n_init} restart(s) still moving", file=sys.stderr)
         if len(active) == 0:
             break
     # final assignment, consistent with the final centres
     dist, labels = _sq_dist_min(Xc, x_sq, centers)
     inertia = dist.double().sum(0)
     best = int(inertia.argmin())
+    if verbose >= 1:
+        for r in range(n_init):
+            kept = " (kept)" if r == best else ""
+            print(f"k-means restart {r + 1}/{n_init}: inertia {float(inertia[r]):.6g} after "
+                  f"{int(n_iter[r])} iteration(s){kept}", file=sys.stderr)
     return (
         centers[best] + mean,
         labels[:, best].clone(),
@@ -251,7 +263,8 @@ class KMeansBaseline(
     random_state : int, RandomState instance or None, default=None
         Seed of the initialisation.
     verbose : int, default=0
-        Unused beyond API symmetry (k-means is fast); kept for consistency.
+        0: silent; 1: one line per restart on standard error (inertia,
+        iterations, which is kept); 2: also one line per Lloyd iteration.
 
     Attributes
     ----------
@@ -351,6 +364,7 @@ class KMeansBaseline(
             tol=self.tol,
             init=init,
             generator=generator,
+            verbose=self.verbose,
         )
         self.cluster_centers_ = centers.cpu().numpy()
         self.labels_ = labels.cpu().numpy()

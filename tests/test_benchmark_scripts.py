@@ -92,7 +92,7 @@ def test_dec_da_script_writes_a_results_table(tmp_path):
     spec = importlib.util.spec_from_file_location("dec_da", BENCHMARKS / "dec_da.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    params = dict(hidden_layer_sizes=[8], n_components=2, pretrain_epochs=1, max_iter=3, n_init=1, device="cpu")
+    params = dict(hidden_layer_sizes=[8], n_components=2, pretrain_epochs=1, max_epochs=1, kmeans_n_init=1, device="cpu")
     module.main(["--seeds", "0", "--augmentation", '{"noise": 0, "rotation": 10}', "--params", json.dumps(params),
                  "--name", "t", "--out-dir", str(tmp_path)])
     text = (tmp_path / "t.md").read_text()
@@ -110,7 +110,7 @@ def test_dec_invariance_score_is_the_fraction_of_unchanged_labels(monkeypatch):
 
     X, _ = make_blobs(60, centers=3, random_state=0)
     X = X.astype("float32")
-    dec = DECClustering(3, hidden_layer_sizes=[8], n_components=2, pretrain_epochs=5, max_iter=20,
+    dec = DECClustering(3, hidden_layer_sizes=[8], n_components=2, pretrain_epochs=5, max_epochs=5,
                         random_state=0, device="cpu").fit(X)
     assert module.invariance(dec, X, lambda x, g: x, seed=0) == 1.0
     first_row = lambda x, g: x[:1].expand_as(x)  # every sample becomes the first one

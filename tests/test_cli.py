@@ -82,7 +82,7 @@ def test_cluster_with_probabilities(blob_files, monkeypatch):
     from skmic import benchmark
 
     def tiny_dec(seed, image_shape, n_clusters):  # the registry's DEC, small enough for a unit test
-        return DECClustering(n_clusters, hidden_layer_sizes=(16,), n_components=2, pretrain_epochs=10, max_iter=50, random_state=seed)
+        return DECClustering(n_clusters, hidden_layer_sizes=(16,), n_components=2, pretrain_epochs=10, max_epochs=13, random_state=seed)
 
     monkeypatch.setitem(benchmark.ESTIMATORS, "dec", tiny_dec)
     out = blob_files / "p.csv"

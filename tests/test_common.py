@@ -19,8 +19,8 @@ def tiny_estimators():
             learning_rate=1e-2, device="cpu", random_state=0,
         ),
         DECClustering(
-            n_clusters=3, hidden_layer_sizes=(16,), n_components=2, pretrain_epochs=10, n_init=2,
-            update_interval=5, max_iter=100, batch_size=32, device="cpu", random_state=0,
+            n_clusters=3, hidden_layer_sizes=(16,), n_components=2, pretrain_epochs=10, kmeans_n_init=2,
+            update_interval=5, max_epochs=25, batch_size=32, device="cpu", random_state=0,
         ),
         DeepInfoMaxEmbedder(
             n_components=3, hidden_layer_sizes=(16,), token_channels=4, critic_dim=8, max_epochs=3,

@@ -16,8 +16,8 @@ from skmic.metrics import cluster_accuracy, cluster_accuracy_scorer
 
 
 def tiny(**kw):
-    params = dict(n_clusters=3, hidden_layer_sizes=(16,), n_components=2, pretrain_epochs=20, n_init=3,
-                  update_interval=5, max_iter=200, batch_size=32, device="cpu", random_state=0)
+    params = dict(n_clusters=3, hidden_layer_sizes=(16,), n_components=2, pretrain_epochs=20, kmeans_n_init=3,
+                  update_interval=5, max_epochs=50, batch_size=32, device="cpu", random_state=0)
     params.update(kw)
     return DECClustering(**params)
 
@@ -31,16 +31,19 @@ def test_clusters_blobs_and_api(blobs):
     np.testing.assert_array_equal(dec.predict(X), q.argmax(1))
     np.testing.assert_array_equal(dec.labels_, dec.predict(X))  # labels_ are DEC's own q
     assert dec.transform(X).shape == (len(X), 2) and dec.cluster_centers_.shape == (3, 2)
-    assert dec.history_[0]["iteration"] == 0 and "delta_label" in dec.history_[1]
-    assert dec.pretrain_history_ and dec.n_iter_ >= 1
+    assert [r["epoch"] for r in dec.history_] == list(range(1, dec.n_iter_ + 1))
+    assert "delta_label" in dec.history_[-1] and dec.pretrain_history_ and dec.n_iter_ >= 1
+    # score: minus KL(P || Q) on X, at most 0, and GridSearchCV needs no scoring
+    assert dec.score(X) <= 0 and dec.score(X) == pytest.approx(dec.score(X.copy()))
 
 
-def test_stops_on_tol_and_warns_at_max_iter(blobs):
+def test_stops_on_tol_and_warns_at_max_epochs(blobs):
     X, _ = blobs
-    dec = tiny(tol=0.5).fit(X)  # half the labels would have to change: stops at once
-    assert dec.converged_ and dec.n_iter_ == 5 and dec.history_[-1]["delta_label"] < 0.5
-    with pytest.warns(ConvergenceWarning, match="max_iter=3"):
-        dec = tiny(tol=0.0, max_iter=3, update_interval=100).fit(X)
+    dec = tiny(tol=0.5).fit(X)  # half the labels would have to change: stops at the second update
+    # 120 samples in batches of 32: 4 steps an epoch; the second update is at step 5, in epoch 2
+    assert dec.converged_ and dec.n_iter_ == 2 and dec.history_[-1]["delta_label"] < 0.5
+    with pytest.warns(ConvergenceWarning, match="max_epochs=3"):
+        dec = tiny(tol=0.0, max_epochs=3, update_interval=100).fit(X)
     assert not dec.converged_ and dec.n_iter_ == 3
 
 
@@ -85,7 +88,7 @@ def test_pretrained_encoder_is_used_and_not_modified(blobs):
     assert dec.pretrain_history_ == []
     for k, v in enc.state_dict().items():
         torch.testing.assert_close(v, before[k])
-    assert dec.encoder_ is not enc
+    assert dec.network_ is not enc
     with pytest.raises(ValueError, match="needs a decoder"):
         tiny(pretrained_encoder=enc, reconstruction_weight=1.0).fit(X)
 
@@ -153,7 +156,7 @@ def test_bad_input_and_nan_training(blobs):
         warnings.simplefilter("ignore")
         with pytest.raises(FloatingPointError):
             dec.fit(X * 1e6)
-    assert not hasattr(dec, "labels_") and not hasattr(dec, "encoder_")
+    assert not hasattr(dec, "labels_") and not hasattr(dec, "network_")
 
 
 def _compactness_reference(Z, labels):
@@ -177,11 +180,11 @@ def test_compactness_against_reference():
 
 def test_restarts_keep_the_most_compact_run(blobs):
     X, _ = blobs
-    one = tiny(pretrain_epochs=3, max_iter=20).fit(X)
-    three = tiny(pretrain_epochs=3, max_iter=20, n_restarts=3).fit(X)
-    scores = three.restart_compactness_
-    assert scores.shape == (3,) and one.restart_compactness_.shape == (1,)
-    assert scores[0] == pytest.approx(one.restart_compactness_[0])  # the first run is the single run
+    one = tiny(pretrain_epochs=3, max_epochs=5).fit(X)
+    three = tiny(pretrain_epochs=3, max_epochs=5, n_init=3).fit(X)
+    scores = three.restart_losses_
+    assert scores.shape == (3,) and one.restart_losses_.shape == (1,)
+    assert scores[0] == pytest.approx(one.restart_losses_[0])  # the first run is the single run
     assert len(set(np.round(scores, 6))) > 1  # the runs differ
     kept = np.argmin(scores)
     assert _compactness_reference(three.transform(X), three.labels_) == pytest.approx(scores[kept], rel=1e-4)
@@ -209,7 +212,8 @@ def test_augmentation_is_used_in_pretraining_and_clustering(blobs):
     np.testing.assert_allclose(dec.transform(X), plain.transform(X), rtol=1e-6)
     n_batches = -(-len(X) // 32)
     # one call checks the perturbation, then one per pretraining and clustering step
-    assert len(identity.seen) == 1 + 20 * n_batches + dec.n_iter_
+    clustering_steps = len(identity.seen) - 1 - 20 * n_batches
+    assert (dec.n_iter_ - 1) * n_batches < clustering_steps <= dec.n_iter_ * n_batches
     # the perturbation sees the data in the user's units, not rescaled
     seen = torch.cat(identity.seen[1:])
     assert float(seen.abs().max()) == pytest.approx(np.abs(X).max(), rel=1e-5)
@@ -223,7 +227,7 @@ def test_image_perturbations_need_a_matching_image_shape(digits):
         tiny(perturbation="elastic").fit(X[:60])
     with pytest.raises(ValueError, match="image_shape"):
         tiny(perturbation="elastic", image_shape=(7, 7)).fit(X[:60])
-    dec = tiny(perturbation=["elastic", "affine"], image_shape=(8, 8), max_iter=10).fit(X[:60])
+    dec = tiny(perturbation=["elastic", "affine"], image_shape=(8, 8), max_epochs=5).fit(X[:60])
     assert dec.image_shape_ == (1, 8, 8) and dec.labels_.shape == (60,)
 
 

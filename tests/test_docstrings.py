@@ -20,7 +20,7 @@ import skmic
 matplotlib.use("Agg")
 
 #: modules whose public names (``__all__``) are documented in the API reference
-PUBLIC_MODULES = ["skmic", "skmic.metrics", "skmic.perturbations", "skmic.inspection", "skmic.datasets", "skmic.kmeans"]
+PUBLIC_MODULES = ["skmic", "skmic.metrics", "skmic.perturbations", "skmic.inspection", "skmic.datasets", "skmic.kmeans", "skmic.exceptions"]
 
 #: public names outside ``__all__`` that the API reference documents too
 EXTRA_PUBLIC = {"skmic.perturbations": ["PERTURBATIONS"], "skmic.datasets": ["DatasetError"]}

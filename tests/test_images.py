@@ -14,7 +14,7 @@ def tiny(cls, **kwargs):
     if cls is IICClustering:
         return cls(n_clusters=3, n_init=2, max_epochs=1, conv_channels=(4,), n_heads=2, **common, **kwargs)
     if cls is DECClustering:
-        return cls(n_clusters=3, hidden_layer_sizes=(8,), n_components=2, pretrain_epochs=2, max_iter=20,
+        return cls(n_clusters=3, hidden_layer_sizes=(8,), n_components=2, pretrain_epochs=2, max_epochs=5,
                    update_interval=5, perturbation="affine", **common, **kwargs)
     return cls(n_components=3, conv_channels=(4,), hidden_layer_sizes=(8,), critic_dim=4, max_epochs=1,
                batch_size=16, **common, **kwargs)
