@@ -302,8 +302,10 @@ def load_pendigits(data_home=None, *, subset="all", return_X_y=False):
 # ------------------------------------------------------ procedural textures
 
 #: The texture families of :func:`make_texture_mosaics`, in the order classes
-#: take them: class ``k`` is filled with family ``TEXTURE_FAMILIES[k]``.
-TEXTURE_FAMILIES = ("horizontal-grating", "vertical-grating", "checkers", "dots", "blobs", "fine-noise")
+#: take them: class ``k`` is filled with family ``TEXTURE_FAMILIES[k]``. The
+#: first four are distinct kinds of texture; the fifth and sixth add a second
+#: kind of noise and a second orientation of grating (the hardest pairs).
+TEXTURE_FAMILIES = ("horizontal-grating", "checkers", "dots", "fine-noise", "blobs", "vertical-grating")
 
 
 def _band_limited_noise(rng, n, size, low, high):
@@ -355,10 +357,11 @@ def make_texture_mosaics(n_images=200, size=64, n_classes=4, *, n_cells=None, no
     irregular blobs, not polygons); the ``n_classes`` largest cells take
     distinct classes (so every class occurs in every image), the others
     random ones. Class ``k`` fills its regions with
-    a texture of family ``TEXTURE_FAMILIES[k]``: horizontal and vertical
-    sine gratings (random phase, period and +-10 degrees of tilt), a
-    checkerboard, a dot lattice, smooth band-limited noise blobs and fine
-    band-limited noise. Every region of every image gets its own random
+    a texture of family ``TEXTURE_FAMILIES[k]``, in this order: a horizontal
+    sine grating (random phase, period and +-10 degrees of tilt), a
+    checkerboard, a dot lattice, fine band-limited noise, smooth
+    band-limited noise blobs and a vertical grating; so up to 4 classes are
+    4 distinct kinds of texture, and 5 and 6 classes add the harder pairs. Every region of every image gets its own random
     brightness (mean in [0.3, 0.7]) and contrast (standard deviation in
     [0.1, 0.2]), so neither grey level nor contrast separates the classes:
     a method has to recognise the texture. All of it is vectorised NumPy.
