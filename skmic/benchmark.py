@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DATASETS", "ESTIMATORS", "load_dataset", "run_benchmark", "format_table"]
+__all__ = ["DATASETS", "ESTIMATORS", "SUITES", "load_dataset", "run_benchmark", "run_suite", "format_table"]
 
 
 def _digits():
@@ -133,6 +133,52 @@ ESTIMATORS = {
     "idec": _idec,
     "dim-kmeans": _dim_kmeans,
 }
+
+
+#: named benchmark suites: ``skmic benchmark --suite NAME`` runs each
+#: ``(estimators, datasets, seeds)`` group with the estimators' defaults.
+#: "readme" is the README's results table (the datasets that need no download).
+SUITES = {
+    "readme": [
+        (("kmeans", "iic", "dec", "dim-kmeans"), ("digits",), (0, 1, 2, 3, 4)),
+        (("kmeans", "iic", "dec"), ("wine", "breast_cancer"), (0, 1, 2)),
+    ],
+}
+
+#: the markers around a generated table in a Markdown file (:func:`write_table_into`)
+TABLE_START, TABLE_END = "<!-- benchmark-table:{} -->", "<!-- /benchmark-table:{} -->"
+
+
+def run_suite(name, *, data_home=None, log=print):
+    """Run the suite ``name`` of :data:`SUITES`; return its runs."""
+    if name not in SUITES:
+        raise ValueError(f"unknown suite {name!r}; choose from {sorted(SUITES)}.")
+    runs = []
+    for estimators, datasets, seeds in SUITES[name]:
+        runs += run_benchmark(estimators, datasets, seeds, data_home=data_home, log=log)
+    return runs
+
+
+def write_table_into(path, name, table, provenance):
+    """Replace the table between the ``name`` markers of a Markdown file.
+
+    The block between ``<!-- benchmark-table:NAME -->`` and
+    ``<!-- /benchmark-table:NAME -->`` becomes ``table`` followed by the
+    ``provenance`` line (command, commit, environment).
+
+    Raises
+    ------
+    ValueError
+        If the file lacks the markers.
+    """
+    path = Path(path)
+    text = path.read_text()
+    start, end = TABLE_START.format(name), TABLE_END.format(name)
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"{path} must hold the markers {start} ... {end} once, in that order.")
+    head, rest = text.split(start)
+    tail = rest.split(end)[1]
+    path.write_text(f"{head}{start}\n{table}\n\n{provenance}\n{end}{tail}")
 
 
 def run_benchmark(
