@@ -243,6 +243,17 @@ def warp_affine(images, theta, *, mode="bilinear", padding_mode="zeros"):
     Returns
     -------
     Tensor of shape (n, C, H, W)
+
+    Examples
+    --------
+    The identity map leaves the images as they are:
+
+    >>> import torch
+    >>> from skmic.perturbations import warp_affine
+    >>> x = torch.rand(2, 1, 5, 5)
+    >>> identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).expand(2, 2, 3)
+    >>> torch.allclose(warp_affine(x, identity), x, atol=1e-6)
+    True
     """
     grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
@@ -258,6 +269,15 @@ def inverse_affine(theta):
     Returns
     -------
     Tensor of shape (n, 2, 3)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmic.perturbations import inverse_affine
+    >>> shift = torch.tensor([[[2.0, 0.0, 0.5], [0.0, 2.0, 0.0]]])  # zoom out 2x, shift right
+    >>> inverse_affine(shift)
+    tensor([[[ 0.5000,  0.0000, -0.2500],
+             [ 0.0000,  0.5000, -0.0000]]])
     """
     a_inv = torch.linalg.inv(theta[:, :, :2])
     return torch.cat([a_inv, -a_inv @ theta[:, :, 2:]], 2)
