@@ -1,4 +1,4 @@
-"""Deep InfoMax on one dataset: the effect of the estimator and of alpha/beta/gamma.
+"""Deep InfoMax on one dataset: the effect of the estimator and of global_weight/local_weight/prior_weight.
 
 Each configuration (a dict of DeepInfoMaxEmbedder parameters on top of
 ``--params``) is fitted once per seed; the table gives k-means (ACC, NMI) on
@@ -20,15 +20,15 @@ from dim_probe import kmeans_scores, parse_args, save
 from skmic import DeepInfoMaxEmbedder
 
 CONFIGS = {
-    "DIM(L) paper: local JSD, prior 0.1": dict(alpha=0, beta=1, gamma=0.1),
-    "local JSD, no prior": dict(alpha=0, beta=1, gamma=0),
-    "global JSD": dict(alpha=1, beta=0, gamma=0),
-    "global + local JSD": dict(alpha=1, beta=1, gamma=0),
-    "affine view, global JSD": dict(perturbation="affine", alpha=1, beta=0, gamma=0),
-    "affine view, global JSD, prior 0.1": dict(perturbation="affine", alpha=1, beta=0, gamma=0.1),
-    "affine view, global + local JSD": dict(perturbation="affine", alpha=1, beta=1, gamma=0),
-    "affine view, global InfoNCE": dict(perturbation="affine", alpha=1, beta=0, gamma=0, estimator="infonce"),
-    "affine view, global DV": dict(perturbation="affine", alpha=1, beta=0, gamma=0, estimator="dv"),
+    "DIM(L) paper: local JSD, prior 0.1": dict(global_weight=0, local_weight=1, prior_weight=0.1),
+    "local JSD, no prior": dict(global_weight=0, local_weight=1, prior_weight=0),
+    "global JSD": dict(global_weight=1, local_weight=0, prior_weight=0),
+    "global + local JSD": dict(global_weight=1, local_weight=1, prior_weight=0),
+    "affine view, global JSD": dict(perturbation="affine", global_weight=1, local_weight=0, prior_weight=0),
+    "affine view, global JSD, prior 0.1": dict(perturbation="affine", global_weight=1, local_weight=0, prior_weight=0.1),
+    "affine view, global + local JSD": dict(perturbation="affine", global_weight=1, local_weight=1, prior_weight=0),
+    "affine view, global InfoNCE": dict(perturbation="affine", global_weight=1, local_weight=0, prior_weight=0, estimator="infonce"),
+    "affine view, global DV": dict(perturbation="affine", global_weight=1, local_weight=0, prior_weight=0, estimator="dv"),
 }
 
 

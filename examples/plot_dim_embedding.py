@@ -30,9 +30,9 @@ model = make_pipeline(
     DeepInfoMaxEmbedder(
         image_shape=(8, 8),
         perturbation=["elastic", "affine"],
-        alpha=1,
-        beta=0,
-        gamma=0,
+        global_weight=1,
+        local_weight=0,
+        prior_weight=0,
         batch_size=128,
         max_epochs=2 if QUICK else 30,
         random_state=0,

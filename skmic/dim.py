@@ -34,31 +34,31 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     per-feature tokens for tables) and from it a global code ``Y``
     (``n_components``). Training maximises estimates of the mutual
     information between ``Y`` and ``M`` as a whole (global, weight
-    ``alpha``) and between ``Y`` and every location of ``M`` (local, weight
-    ``beta``), with the other samples of the mini-batch as negatives, and
+    ``global_weight``) and between ``Y`` and every location of ``M`` (local, weight
+    ``local_weight``), with the other samples of the mini-batch as negatives, and
     makes ``sigmoid(Y)`` look like samples of a uniform prior (weight
-    ``gamma``) through an adversarial discriminator. ``transform`` returns
+    ``prior_weight``) through an adversarial discriminator. ``transform`` returns
     ``Y``, ready for k-means or any other estimator.
 
     Defaults chosen from the data (parameters left at "auto"; the fitted
-    values are ``perturbation_``, ``alpha_``, ``beta_``, ``gamma_`` and
-    ``batch_size_``):
+    values are ``perturbation_``, ``global_weight_``, ``local_weight_``,
+    ``prior_weight_`` and ``batch_size_``):
 
-    ============  ==========================  =====================
-    parameter     images                      tabular data
-    ============  ==========================  =====================
-    perturbation  ``["elastic", "affine"]``   None
-    alpha         1                           0
-    beta          0                           1
-    gamma         0                           0.1
-    batch_size    128                         64
-    ============  ==========================  =====================
+    =============  ==========================  =====================
+    parameter      images                      tabular data
+    =============  ==========================  =====================
+    perturbation   ``["elastic", "affine"]``   None
+    global_weight  1                           0
+    local_weight   0                           1
+    prior_weight   0                           0.1
+    batch_size     128                         64
+    =============  ==========================  =====================
 
     For images that is the multi-view, global-only objective whose codes
     k-means clusters better than the pixels (median ACC on scikit-learn's
     digits 0.895 against 0.792, on the MNIST test set 0.801 against 0.541;
-    the user guide has the study); the paper's DIM(L) (``alpha=0, beta=1,
-    gamma=0.1, perturbation=None``) gave codes that k-means clusters worse
+    the user guide has the study); the paper's DIM(L) (``global_weight=0, local_weight=1,
+    prior_weight=0.1, perturbation=None``) gave codes that k-means clusters worse
     than the pixels (0.40 on digits). Tabular data keeps DIM(L), for want of
     a measured better choice.
 
@@ -69,11 +69,11 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     estimator : {"jsd", "infonce", "dv"}, default="jsd"
         Mutual-information estimator: Jensen-Shannon, InfoNCE or
         Donsker-Varadhan.
-    alpha : float or "auto", default="auto"
+    global_weight : float or "auto", default="auto"
         Weight of the global objective (see the table above).
-    beta : float or "auto", default="auto"
+    local_weight : float or "auto", default="auto"
         Weight of the local objective.
-    gamma : float or "auto", default="auto"
+    prior_weight : float or "auto", default="auto"
         Weight of the prior-matching objective (DIM(L): 0, 1, 0.1).
     image_shape : tuple of int, default=None
         ``(C, H, W)`` or ``(H, W)`` when rows are flattened images (conv
@@ -138,7 +138,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     n_iter_ : int
         Epochs run.
     image_shape_ : tuple of int or None
-    perturbation_, alpha_, beta_, gamma_, batch_size_
+    perturbation_, global_weight_, local_weight_, prior_weight_, batch_size_
         The values that ran: the parameters, with "auto" resolved.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
@@ -159,7 +159,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     location, the code's own sample with the other samples of the batch at
     that location. On tabular data the "local" features are per-feature
     tokens, an assumption of ours: DIM defines no local structure there;
-    set ``beta=0, alpha=1`` for global-only training.
+    set ``local_weight=0, global_weight=1`` for global-only training.
 
     Examples
     --------
@@ -177,9 +177,9 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         **BaseDeepEstimator._parameter_constraints,
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
         "estimator": [StrOptions(set(MI_ESTIMATORS))],
-        "alpha": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
-        "beta": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
-        "gamma": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
+        "global_weight": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
+        "local_weight": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
+        "prior_weight": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
         "batch_size": [Interval(numbers.Integral, 2, None, closed="left"), StrOptions({"auto"})],
         "image_shape": [tuple, list, None],
         "conv_channels": [tuple, list],
@@ -200,9 +200,9 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         n_components=64,
         *,
         estimator="jsd",
-        alpha="auto",
-        beta="auto",
-        gamma="auto",
+        global_weight="auto",
+        local_weight="auto",
+        prior_weight="auto",
         image_shape=None,
         conv_channels=(32, 64, 128),
         hidden_layer_sizes=(512,),
@@ -221,9 +221,9 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     ):
         self.n_components = n_components
         self.estimator = estimator
-        self.alpha = alpha
-        self.beta = beta
-        self.gamma = gamma
+        self.global_weight = global_weight
+        self.local_weight = local_weight
+        self.prior_weight = prior_weight
         self.image_shape = image_shape
         self.conv_channels = conv_channels
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -249,20 +249,20 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         image = self.image_shape_ is not None
         return dict(
             perturbation=["elastic", "affine"] if image else None,
-            alpha=1.0 if image else 0.0,
-            beta=0.0 if image else 1.0,
-            gamma=0.0 if image else 0.1,
+            global_weight=1.0 if image else 0.0,
+            local_weight=0.0 if image else 1.0,
+            prior_weight=0.0 if image else 0.1,
             batch_size=128 if image else 64,
         )
 
     def _check_fit_data(self, X):
         for name in ("conv_channels", "hidden_layer_sizes"):
             check_layer_sizes(name, getattr(self, name))
-        if self.alpha_ == 0 and self.beta_ == 0:
-            raise ValueError("alpha and beta are both 0: there is no mutual information to maximise.")
+        if self.global_weight_ == 0 and self.local_weight_ == 0:
+            raise ValueError("global_weight and local_weight are both 0: there is no mutual information to maximise.")
 
     def _mi_loss(self, net, x, generator=None, view=None):
-        """alpha * global + beta * local estimator losses on a batch (and the code).
+        """global_weight * global + local_weight * local estimator losses on a batch (and the code).
 
         ``view`` (a perturbed copy of ``x``) supplies the features ``M``
         when given; the code always comes from ``x``.
@@ -272,13 +272,13 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             local = net.encoder(view)[0]
         estimate = MI_ESTIMATORS[self.estimator]
         loss = 0.0
-        if self.alpha_:
-            loss = loss + self.alpha_ * estimate(net.global_critic(local, code))
-        if self.beta_:
+        if self.global_weight_:
+            loss = loss + self.global_weight_ * estimate(net.global_critic(local, code))
+        if self.local_weight_:
             if generator is not None and local.shape[1] > self.max_locations:
                 keep = torch.randperm(local.shape[1], generator=generator, device=local.device)[: self.max_locations]
                 local = local[:, keep]
-            loss = loss + self.beta_ * estimate(net.local_critic(local, code))
+            loss = loss + self.local_weight_ * estimate(net.local_critic(local, code))
         return loss, code
 
     def _fit(self, X):
@@ -303,10 +303,10 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         def step(idx, phase):
             x = Xt[idx]
             loss, code = self._mi_loss(net, x, generator, None if g is None else g(x, generator))
-            if self.gamma_:
+            if self.prior_weight_:
                 prior = torch.rand(code.shape, generator=generator, device=code.device)
                 fake = net.discriminator(grad_reverse(torch.sigmoid(code)))
-                loss = loss + self.gamma_ * prior_matching_loss(net.discriminator(prior), fake)
+                loss = loss + self.prior_weight_ * prior_matching_loss(net.discriminator(prior), fake)
             return loss
 
         result = train(
@@ -341,7 +341,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     def score(self, X, y=None):
         """Estimated mutual information between codes and features on ``X``.
 
-        Minus the weighted (``alpha``, ``beta``) estimator loss, averaged
+        Minus the weighted (``global_weight``, ``local_weight``) estimator loss, averaged
         over mini-batches of ``batch_size`` in eval mode, using every
         location; with a ``perturbation``, ``M`` comes from one draw of it
         from a fixed seed (so repeated calls agree). Higher is better;

@@ -11,11 +11,11 @@ from skmic.cli import main
 
 def test_params_reach_pipeline_steps_and_unknown_ones_fail():
     pipe = ESTIMATORS["dim-kmeans"](0, None, 3)
-    assert _matching_params(pipe, {"gamma": 0.5}) == {"deepinfomaxembedder__gamma": 0.5}
+    assert _matching_params(pipe, {"prior_weight": 0.5}) == {"deepinfomaxembedder__prior_weight": 0.5}
     # the steps' verbose, never the Pipeline's own (a bool)
     assert _matching_params(pipe, {"verbose": 1}) == {"deepinfomaxembedder__verbose": 1, "kmeansbaseline__verbose": 1}
     with pytest.raises(ValueError, match="takes the parameters"):
-        run_benchmark(["kmeans"], ["digits"], [0], params={"gamma": 1})
+        run_benchmark(["kmeans"], ["digits"], [0], params={"prior_weight": 1})
 
 
 def test_run_benchmark_records_scores():

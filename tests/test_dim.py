@@ -23,7 +23,7 @@ def tiny(**kw):
 def test_each_estimator_trains_and_raises_the_score(estimator, blobs):
     X, _ = blobs
     untrained = tiny(estimator=estimator, max_epochs=1, learning_rate=1e-9).fit(X)
-    trained = tiny(estimator=estimator, max_epochs=30, gamma=0.0).fit(X)
+    trained = tiny(estimator=estimator, max_epochs=30, prior_weight=0.0).fit(X)
     assert trained.score(X) > untrained.score(X)
     assert np.isfinite(trained.history_[-1]["loss"])
 
@@ -31,7 +31,7 @@ def test_each_estimator_trains_and_raises_the_score(estimator, blobs):
 def test_images_transform_dtype_and_names(digits):
     X, _ = digits
     X = X[:200]
-    dim = tiny(image_shape=(8, 8), conv_channels=(4, 8), alpha=0.5, max_locations=3).fit(X)
+    dim = tiny(image_shape=(8, 8), conv_channels=(4, 8), global_weight=0.5, max_locations=3).fit(X)
     Y = dim.transform(X)
     assert Y.shape == (200, 4) and Y.dtype == np.float64
     assert dim.transform(X.astype(np.float32)).dtype == np.float32
@@ -79,7 +79,7 @@ def test_bad_parameters(blobs):
     with pytest.raises(ValueError, match="holds 64 values"):
         tiny(image_shape=(8, 8)).fit(X)
     with pytest.raises(ValueError, match="both 0"):
-        tiny(alpha=0, beta=0).fit(X)
+        tiny(global_weight=0, local_weight=0).fit(X)
     X = X.copy()
     X[3, 1] = np.inf
     with pytest.raises(ValueError, match="infinity"):
@@ -126,12 +126,12 @@ def test_auto_defaults_follow_the_data(digits):
 
     small = dict(conv_channels=(4,), hidden_layer_sizes=(8,), critic_dim=4, max_epochs=1, random_state=0, device="cpu")
     images = DeepInfoMaxEmbedder(n_components=3, **small).fit(digits[0][:40].reshape(-1, 8, 8))
-    assert (images.perturbation_, images.alpha_, images.beta_, images.gamma_, images.batch_size_) == (
+    assert (images.perturbation_, images.global_weight_, images.local_weight_, images.prior_weight_, images.batch_size_) == (
         ["elastic", "affine"], 1.0, 0.0, 0.0, 128)
     table = DeepInfoMaxEmbedder(n_components=3, token_channels=2, **small).fit(digits[0][:40, :6])
-    assert (table.perturbation_, table.alpha_, table.beta_, table.gamma_, table.batch_size_) == (None, 0.0, 1.0, 0.1, 64)
+    assert (table.perturbation_, table.global_weight_, table.local_weight_, table.prior_weight_, table.batch_size_) == (None, 0.0, 1.0, 0.1, 64)
     # what the user sets is what runs; the parameters themselves are never changed
-    paper = DeepInfoMaxEmbedder(n_components=3, alpha=0.0, beta=1.0, gamma=0.1, perturbation=None, batch_size=16, **small)
+    paper = DeepInfoMaxEmbedder(n_components=3, global_weight=0.0, local_weight=1.0, prior_weight=0.1, perturbation=None, batch_size=16, **small)
     paper.fit(digits[0][:40].reshape(-1, 8, 8))
-    assert (paper.perturbation_, paper.alpha_, paper.beta_, paper.gamma_, paper.batch_size_) == (None, 0.0, 1.0, 0.1, 16)
-    assert paper.get_params()["alpha"] == 0.0 and images.get_params()["alpha"] == "auto"
+    assert (paper.perturbation_, paper.global_weight_, paper.local_weight_, paper.prior_weight_, paper.batch_size_) == (None, 0.0, 1.0, 0.1, 16)
+    assert paper.get_params()["global_weight"] == 0.0 and images.get_params()["global_weight"] == "auto"

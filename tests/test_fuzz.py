@@ -80,7 +80,7 @@ def random_matrix(rng, min_rows=0):
 
 def _deep_estimators():
     """The tiny deep estimators of the check suite, with a training budget of one or two epochs."""
-    budgets = {"IICClustering": dict(max_epochs=1), "DECClustering": dict(pretrain_epochs=1, max_iter=5),
+    budgets = {"IICClustering": dict(max_epochs=1), "DECClustering": dict(pretrain_epochs=1, max_epochs=2),
                "DeepInfoMaxEmbedder": dict(max_epochs=1)}
     return {type(e).__name__: e.set_params(**budgets[type(e).__name__]) for e in tiny_estimators()[1:]}
 
