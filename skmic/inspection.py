@@ -7,14 +7,16 @@
 * :func:`plot_feature_maps`, :func:`plot_history`,
   :func:`plot_cluster_samples`, :func:`plot_contingency` -- matplotlib
   figures of those maps, of training curves, of samples per cluster and of
-  the cluster/class table after Hungarian matching.
+  the cluster/class table after Hungarian matching;
+* :func:`plot_segmentation` -- images beside their predicted segmentation
+  (and ground truth).
 """
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .metrics import cluster_mapping
+from .metrics import cluster_mapping, pixel_mapping
 
 __all__ = [
     "feature_map_mutual_information",
@@ -23,6 +25,7 @@ __all__ = [
     "plot_contingency",
     "plot_feature_maps",
     "plot_history",
+    "plot_segmentation",
 ]
 
 
@@ -345,5 +348,77 @@ def plot_contingency(y_true, y_pred):
     ax.set_yticks(range(len(classes)), [str(c) for c in classes])
     ax.set_xlabel("cluster (ordered by matched class)")
     ax.set_ylabel("class")
+    fig.tight_layout()
+    return fig
+
+
+def plot_segmentation(images, labels, truth=None, *, n_images=4, cmap="tab10"):
+    """Images beside their predicted segmentation and, if given, the ground truth.
+
+    One row per image: the image (grey level, or RGB for 3 channels), the
+    predicted segments and the true classes. With ``truth``, the predicted
+    cluster ids are renamed to the classes they match (one Hungarian map for
+    all the images shown, :func:`skmic.metrics.pixel_mapping`), so that a
+    correct segment has the colour of its class; unmatched clusters keep
+    colours after the classes'. Every panel's title says what it shows, and
+    the prediction's title gives the pixel accuracy under that map.
+
+    Parameters
+    ----------
+    images : array-like of shape (n, H, W) or (n, C, H, W)
+        The images (any value range: each is scaled to its own min and max).
+    labels : array-like of shape (n, H, W)
+        Predicted segment of every pixel, e.g. ``IICSegmentation.predict``.
+    truth : array-like of shape (n, H, W), default=None
+        True class of every pixel; None shows two columns.
+    n_images : int, default=4
+        Rows: the first ``n_images`` images.
+    cmap : str, default="tab10"
+        Colour map of the segments (a qualitative one keeps them distinct).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmic.inspection import plot_segmentation
+    >>> images = np.random.default_rng(0).random((3, 8, 8))
+    >>> truth = (np.arange(8) >= 4).astype(int)[None, None].repeat(8, 1).repeat(3, 0)
+    >>> fig = plot_segmentation(images, 1 - truth, truth, n_images=2)
+    >>> len(fig.axes), fig.axes[1].get_title()
+    (6, 'prediction (acc 1.00)')
+    """
+    images, labels = np.asarray(images)[:n_images], np.asarray(labels)[:n_images]
+    if images.ndim == 4:
+        images = images.transpose(0, 2, 3, 1) if images.shape[1] == 3 else images.mean(1)
+    shown = labels
+    n_colours = len(np.unique(labels))
+    if truth is not None:
+        truth = np.asarray(truth)[:n_images]
+        mapping = pixel_mapping(truth, labels)
+        classes = np.unique(truth)
+        rank = {c: i for i, c in enumerate(classes)}
+        extra = iter(range(len(classes), len(classes) + n_colours))
+        ids = {c: rank[mapping[c]] if c in mapping else next(extra) for c in np.unique(labels)}
+        shown = np.vectorize(ids.get)(labels)
+        truth = np.vectorize(rank.get)(truth)
+        n_colours = max(n_colours, len(classes))
+    plt = _plt()
+    cols = 2 if truth is None else 3
+    fig, axes = plt.subplots(len(images), cols, figsize=(2.2 * cols, 2.2 * len(images)), squeeze=False)
+    accuracy = None if truth is None else float((shown == truth).mean())
+    for row, image, seg, true in zip(axes, images, shown, truth if truth is not None else [None] * len(images)):
+        lo, hi = float(image.min()), float(image.max())
+        row[0].imshow((image - lo) / (hi - lo if hi > lo else 1), cmap="gray", vmin=0, vmax=1)
+        row[0].set_title("image", fontsize=8)
+        row[1].imshow(seg, cmap=cmap, vmin=0, vmax=max(n_colours - 1, 1), interpolation="nearest")
+        row[1].set_title("prediction" if accuracy is None else f"prediction (acc {accuracy:.2f})", fontsize=8)
+        if true is not None:
+            row[2].imshow(true, cmap=cmap, vmin=0, vmax=max(n_colours - 1, 1), interpolation="nearest")
+            row[2].set_title("ground truth", fontsize=8)
+        for ax in row:
+            ax.axis("off")
     fig.tight_layout()
     return fig
