@@ -259,6 +259,12 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
     ``score`` is the mutual information of the best head averaged over
     displacements; at most ``ln n_clusters``.
 
+    Measured (``benchmarks/results/segmentation_mosaics4_cpu``): on 4-class
+    64x64 texture mosaics the defaults reach a median pixel accuracy of
+    0.49 over 3 seeds (k-means on 7x7 patches: 0.30), short of the 0.9 the
+    project aimed at; the over-clustering heads separate the textures
+    better than the main heads do (see the user guide).
+
     Examples
     --------
     >>> from skmic import IICSegmentation
