@@ -74,8 +74,9 @@ class IICClustering(
 
     Parameters
     ----------
-    n_clusters : int, default=10
-        Number of clusters of the main heads.
+    n_clusters : int, default=8
+        Number of clusters of the main heads (scikit-learn's default, as in
+        every skmic clusterer).
     overclustering : int or "auto", default="auto"
         Clusters of the auxiliary over-clustering heads; 0 disables them;
         "auto" is ``10 * n_clusters``, capped at the number of samples (the
@@ -264,7 +265,7 @@ class IICClustering(
 
     def __init__(
         self,
-        n_clusters=10,
+        n_clusters=8,
         *,
         overclustering="auto",
         n_heads=5,

@@ -45,8 +45,8 @@ def test_parameter_names(name):
     # n_init means full runs of the method everywhere (scikit-learn's meaning)
     if name != "DeepInfoMaxEmbedder":
         assert "n_init" in params
-    # scikit-learn's default number of clusters (IIC still defaults to 10: open in issue 18)
-    if "n_clusters" in params and name != "IICClustering":
+    # scikit-learn's default number of clusters
+    if "n_clusters" in params:
         assert inspect.signature(type(est)).parameters["n_clusters"].default == 8
 
 
