@@ -33,7 +33,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from skmic import IICClustering
-from skmic.benchmark import load_dataset, save_results
+from skmic.benchmark import code_version, load_dataset, save_results
 from skmic.nn.stacked import restart_seeds
 from skmic.perturbations import make_perturbation
 
@@ -123,6 +123,7 @@ def main(argv=None):
     parser.add_argument("--out-dir", default="benchmarks/results")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    code_version()  # the commit of the code that runs, taken before it can change
     runs = []
     for text in args.shapes:
         shape = tuple(int(v) for v in text.split("x"))

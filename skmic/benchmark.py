@@ -11,6 +11,7 @@ registries): torch, scikit-learn and the estimators are imported by the
 functions that use them.
 """
 
+import functools
 import json
 import platform
 import statistics
@@ -215,6 +216,7 @@ def run_benchmark(
     runs : list of dict
         One record per (dataset, estimator, seed).
     """
+    code_version()  # the commit of the code that runs, before anything else can change it
     for name in estimators:
         if name not in ESTIMATORS:
             raise ValueError(f"unknown estimator {name!r}; choose from {sorted(ESTIMATORS)}.")
@@ -353,8 +355,12 @@ def format_table(runs, columns=None):
     return "\n".join(lines)
 
 
+@functools.cache
 def code_version():
-    """The git commit of the skmic source that runs (``+dirty`` with uncommitted changes), or ``unknown``."""
+    """The git commit of the skmic source that runs (``+dirty`` with uncommitted changes), or ``unknown``.
+
+    Taken once per process, at the first call: the benchmark functions call
+    it when they start, so that a commit made while they run is not recorded."""
     import subprocess
 
     root = Path(__file__).resolve().parent.parent
