@@ -19,7 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .benchmark import DATASETS, ESTIMATORS, SUITES, _matching_params, format_table, run_benchmark, save_results
+from .benchmark import (
+    DATASETS, ESTIMATORS, SUITES, _matching_params, environment, format_table, run_benchmark, run_suite, save_results,
+    write_table_into,
+)
 
 
 class CLIError(Exception):
@@ -390,8 +393,6 @@ def segment(args):
 
 def benchmark(args):
     """Front end of the benchmark harness."""
-    from .benchmark import environment, run_suite, write_table_into
-
     if args.name:
         _check_output_dir(args.out_dir, "--out-dir")
     if args.suite is None and not (args.estimators and args.datasets):

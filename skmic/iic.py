@@ -12,7 +12,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transfor
 from ._base import (
     CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_layer_sizes,
 )
-from ._training import adam, batches, train
+from ._training import adam, batches, continue_history, train
 from .nn.encoders import MLP, ConvEncoder, init_weights
 from .nn.heads import IICNet
 from .nn.losses import iic_joint, iic_loss, mutual_information
@@ -534,9 +534,8 @@ class _Restarts:
             self.step, n_samples=self.Xt.shape[0], optimizer=self.optimizer, max_epochs=n_epochs,
             generator=self.generators, modules=[self.net], phases=phases, **est._train_options(),
         )
-        done = len(self.history)
-        records = [dict(r, epoch=r["epoch"] + done) for r in result.history]
-        self.history += records if self.n_restarts > 1 else [_restart_record(r, 0) for r in records]
+        records = result.history if self.n_restarts > 1 else [_restart_record(r, 0) for r in result.history]
+        self.history = continue_history(self.history, records)
 
     def head_losses(self):
         """Loss ``(R, n_heads)`` of every main sub-head over all the data.
