@@ -301,12 +301,12 @@ def fit_and_score(est, X, y, *, dataset, estimator, seed):
 
 
 def _subhead_scores(est, X, y):
-    """Mean and worst ACC over IIC's main sub-heads (its known weakness)."""
-    if not hasattr(est, "best_head_"):
+    """Mean and worst ACC over the main sub-heads of IIC's kept restarts (what the selection guards against)."""
+    if not hasattr(est, "_head_proba"):
         return {}
     from .metrics import cluster_accuracy
 
-    labels = est._infer(est.network_, lambda net, x: net.main(net(x)).argmax(2), est._check_fitted_input(X))
+    labels = est._head_proba(est._check_fitted_input(X)).argmax(2)
     accs = [cluster_accuracy(y, labels[:, h]) for h in range(labels.shape[1])]
     return {"subhead_mean_acc": float(np.mean(accs)), "subhead_worst_acc": float(min(accs))}
 

@@ -16,6 +16,7 @@ from ._training import adam, batches, continue_history, train
 from .nn.encoders import MLP, ConvEncoder, init_weights
 from .nn.heads import IICNet
 from .nn.losses import iic_joint, iic_loss, mutual_information
+from .consensus import fit_consensus
 from .nn.stacked import restart_seeds, stack_inputs, stack_state, unstack_state
 from .perturbations import PERTURBATIONS, check_perturbation, make_perturbation
 
@@ -25,8 +26,8 @@ __all__ = ["IICClustering"]
 #: perturbation by default, larger ones the affine one (see IICClustering)
 SMALL_IMAGE = 12
 
-#: optimizer steps per restart that ``max_epochs="auto"`` aims at
-TRAINING_STEPS = 2500
+#: optimizer steps per restart that ``max_epochs="auto"`` aims at, by ``selection``
+TRAINING_STEPS = {"lowest_loss": 2500, "consensus": 600}
 
 #: optimizer steps of the restarts' screening that ``screen_steps="auto"`` aims at
 SCREEN_STEPS = 600
@@ -47,30 +48,41 @@ class IICClustering(
 
     As in the paper, the network has ``n_heads`` randomly initialised main
     sub-heads and as many auxiliary sub-heads with ``overclustering``
-    clusters; the sub-head with the lowest loss on the training data is
-    used for prediction (``best_head_``). Training is restarted ``n_init``
-    times from scratch and the restart with the lowest loss is kept, the way
-    k-means keeps its best restart: IIC can settle in optima that merge two
-    classes, which longer training does not escape, and the final loss ranks
-    the restarts well.
+    clusters. IIC can settle in optima that merge two classes and split
+    another, depending on the seed, so training is restarted ``n_init``
+    times from scratch (the restarts train side by side as one stacked
+    network). What is predicted depends on ``selection``:
+
+    * ``"consensus"``: every restart trains to the end; the better half of
+      them by their loss is kept (``kept_restarts_``), and the prediction is
+      the consensus of the clusterings of all their main sub-heads
+      (:mod:`skmic.consensus`: k-means on their concatenated assignments,
+      then the mixture model of clustering ensembles). Restarts rarely make
+      the same mistake, so their consensus is right where most are, and it
+      needs far fewer steps per restart than a lone network does.
+    * ``"lowest_loss"``: the restart, then the sub-head (``best_head_``),
+      with the lowest loss on the training data is used, as the paper's
+      sub-head selection and k-means's restarts do; ``screen_steps`` can
+      stop all but the best restart early.
 
     Defaults chosen from the data (parameters left at "auto"; the fitted
-    values are ``n_init_``, ``screen_steps_``, ``perturbation_``,
-    ``overclustering_`` and ``max_epochs_``):
+    values are ``n_init_``, ``selection_``, ``screen_steps_``,
+    ``perturbation_``, ``overclustering_`` and ``max_epochs_``):
 
-    ==============  ===============================================  ==========
+    ==============  ===============================================  ===============
     parameter       images                                           tabular
-    ==============  ===============================================  ==========
+    ==============  ===============================================  ===============
     n_init          8                                                3
-    screen_steps    600                                              None
+    selection       "consensus"                                      "lowest_loss"
+    screen_steps    None (600 with ``selection="lowest_loss"``)      None
     perturbation    "elastic" up to 12 x 12 pixels, else "affine"    "tabular"
     overclustering  ``10 * n_clusters`` (at most ``n_samples``)      the same
-    max_epochs      about 2500 optimizer steps (10 to 200 epochs)    the same
-    ==============  ===============================================  ==========
+    max_epochs      about 600 optimizer steps (2 to 200 epochs);     about 2500
+                    2500 (10 to 200) with ``"lowest_loss"``          (10 to 200)
+    ==============  ===============================================  ===============
 
-    On scikit-learn's 8 x 8 digits the elastic perturbation gave median ACC
-    0.968 against 0.849 for the affine one; on MNIST (28 x 28) the affine
-    one did better (the user guide has the studies).
+    The user guide and the results page have the measurements behind these
+    choices.
 
     Parameters
     ----------
@@ -84,23 +96,25 @@ class IICClustering(
     n_heads : int, default=5
         Sub-heads per head (the paper's 5).
     n_init : int or "auto", default="auto"
-        Independent trainings; the one with the lowest loss is kept. They
-        train side by side as one stacked network (grouped convolutions,
-        batched matrix products: :mod:`skmic.nn.stacked`), one optimizer
-        step for all, each from its own seed; restart ``k`` is the training
-        a single restart with its seed would give. "auto": 8 for images, 3
-        for tabular data (see the table above).
+        Independent trainings. They train side by side as one stacked
+        network (grouped convolutions, batched matrix products:
+        :mod:`skmic.nn.stacked`), one optimizer step for all, each from its
+        own seed; restart ``k`` is the training a single restart with its
+        seed would give. "auto": 8 for images, 3 for tabular data.
+    selection : {"auto", "consensus", "lowest_loss"}, default="auto"
+        What predicts: the consensus of the main sub-heads of the better
+        half of the restarts, or the single sub-head of the lowest loss (see
+        above). "auto":
+        "consensus" for images, "lowest_loss" for tabular data (on flat,
+        tabular digits the consensus of 3 restarts was no better than their
+        best).
     screen_steps : int, "auto" or None, default="auto"
-        Screen the restarts: all ``n_init`` restarts train for about
-        ``screen_steps`` optimizer steps (whole epochs, at least one), and
-        only the one with the lowest full-data loss then trains on to
-        ``max_epochs``. The merged-class optima that restarts guard against
-        show early, and a head that merges two classes cannot reach the
-        mutual information of a good one, so the early loss ranks the
-        restarts (the user guide has the study). None trains every restart
-        to ``max_epochs``. "auto": 600 steps for images (11 epochs on
-        scikit-learn's digits, 2 on 10,000 MNIST images), None for tabular
-        data, whose restarts the loss ranked poorly.
+        With ``selection="lowest_loss"``, screen the restarts: all ``n_init``
+        restarts train for about ``screen_steps`` optimizer steps (whole
+        epochs, at least one), and only the one with the lowest full-data
+        loss then trains on to ``max_epochs``. None trains every restart to
+        ``max_epochs``, as the consensus needs. "auto": 600 steps for images
+        with ``selection="lowest_loss"``, else None.
     n_repeats : int, default=5
         Perturbed copies of each sample per mini-batch (the paper's 5).
     lamb : float, default=1.0
@@ -137,10 +151,11 @@ class IICClustering(
     batch_size : int, default=32
         Samples per mini-batch (each with ``n_repeats`` perturbed copies).
     max_epochs : int or "auto", default="auto"
-        Epochs per restart. "auto" trains for about 2500 optimizer steps
-        (``ceil(2500 / steps_per_epoch)`` epochs, at least 10 and at most
-        200): 45 epochs on scikit-learn's digits, 10 on 10,000 MNIST images,
-        200 on a table of 200 rows.
+        Epochs per restart. "auto" trains for about 600 optimizer steps with
+        the consensus (``ceil(600 / steps_per_epoch)`` epochs, at least 2 and
+        at most 200: 11 epochs on scikit-learn's digits, 2 on 10,000 MNIST
+        images) and about 2500 with ``"lowest_loss"`` (at least 10 and at
+        most 200: 45 epochs on the digits, 200 on a table of 200 rows).
     learning_rate : float, default=1e-3
         Adam's learning rate.
     device : str or torch.device, default="auto"
@@ -152,13 +167,13 @@ class IICClustering(
         0: silent; 1: progress bars; 2: one line per epoch as well.
     warm_start : bool, default=False
         When True and the estimator is fitted, ``fit`` trains the fitted
-        network (the kept restart, all its sub-heads) for ``max_epochs``
+        network (the kept restarts, all their sub-heads) for ``max_epochs``
         more epochs on ``X`` instead of starting over, with a fresh Adam
-        optimizer, then chooses the best sub-head again by the same rule.
+        optimizer, then selects again by the same rule.
         ``X`` must have the fitted features, and the parameters that shape
         the network (``n_clusters``, ``overclustering``, ``n_heads``,
-        ``encoder``, ``conv_channels``, ``hidden_layer_sizes``) their fitted
-        values. ``n_iter_`` and ``history_`` go on counting;
+        ``encoder``, ``conv_channels``, ``hidden_layer_sizes``, ``n_init``,
+        ``selection``) their fitted values. ``n_iter_`` and ``history_`` go on counting;
         ``restart_losses_`` still describes the first fit's restarts.
     callbacks : list of callable, default=None
         Called after every epoch with its record (the ``history_`` entry,
@@ -170,27 +185,37 @@ class IICClustering(
     Attributes
     ----------
     labels_ : ndarray of shape (n_samples,)
-        Cluster of each training sample (best main sub-head, eval mode).
-    best_head_ : int
-        Index of the main sub-head used for prediction.
-    head_losses_ : ndarray of shape (n_heads,)
+        Cluster of each training sample (eval mode).
+    consensus_ : skmic.consensus.Consensus or None
+        The fitted consensus of the kept restarts' main sub-heads
+        (``selection="consensus"``).
+    kept_restarts_ : ndarray of int
+        The restarts kept for prediction (indices into ``restart_losses_``):
+        the ``ceil(n_init / 2)`` of lowest loss with the consensus, the one
+        of lowest loss otherwise.
+    best_head_ : int or None
+        Index of the main sub-head used for prediction with
+        ``selection="lowest_loss"``; None with the consensus.
+    head_losses_ : ndarray of shape (n_kept, n_heads)
         Final loss (minus the mutual information over the whole training set,
-        under one draw of the perturbation) of each main sub-head of the kept
-        restart.
+        under one draw of the perturbation) of each main sub-head of every
+        kept restart (``kept_restarts_``).
     restart_losses_ : ndarray of shape (n_init,)
         Lowest sub-head loss of every restart (after the screening steps
         when screening).
     history_ : list of dict
-        Per-epoch training record of the kept restart (``loss``, and
-        ``loss_main`` / ``loss_over`` when alternating), screening epochs
-        included.
+        Per-epoch training record (``loss``, and ``loss_main`` /
+        ``loss_over`` when alternating), screening epochs included. With
+        several kept restarts each value is their mean, and the per-restart
+        values are under ``restart_<key>``.
     n_iter_ : int
-        Epochs run by the kept restart.
+        Epochs run.
     network_ : torch.nn.Module
-        The trained network (trunk and heads), in eval mode.
+        The trained network (trunk and heads) of the kept restart, or of the
+        kept restarts side by side (:mod:`skmic.nn.stacked`); in eval mode.
     image_shape_ : tuple of int or None
         ``image_shape`` as ``(C, H, W)``, or the shape of image input.
-    n_init_, screen_steps_, perturbation_, overclustering_, max_epochs_
+    n_init_, selection_, screen_steps_, perturbation_, overclustering_, max_epochs_
         The values that ran: the parameters, with "auto" resolved.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
@@ -216,16 +241,17 @@ class IICClustering(
     * Sub-head selection uses the mutual information over the whole
       training set (one perturbation draw, eval mode) rather than the last
       mini-batch losses.
-    * ``n_init`` restarts (absent from the paper) are the cure for its
-      seed-dependent merged-class optima.
+    * ``n_init`` restarts and their consensus (absent from the paper) are
+      the cure for its seed-dependent merged-class optima; the paper keeps
+      the one sub-head of lowest loss (``selection="lowest_loss"``).
     * By default the main and over-clustering heads are trained jointly on
       every step (``head_training="joint"``), over-clustering uses 10x the
       clusters, and mini-batches hold 32 samples: the settings that gave the
       best and most stable accuracy per unit of compute in a sweep on
       scikit-learn's digits (``benchmarks/results/iic_sweep_*``).
 
-    ``score`` is the mutual information of the best head; it grows with the
-    number of clusters (at most ``ln n_clusters``), so compare it only
+    ``score`` is the mutual information of the clustering between the data
+    and its perturbation; it grows with the number of clusters (at most ``ln n_clusters``), so compare it only
     between models with the same ``n_clusters``.
 
     Examples
@@ -248,6 +274,7 @@ class IICClustering(
         "overclustering": [Interval(numbers.Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "n_heads": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_init": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "selection": [StrOptions({"auto", "consensus", "lowest_loss"})],
         "screen_steps": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "n_repeats": [Interval(numbers.Integral, 1, None, closed="left")],
         "lamb": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -261,7 +288,9 @@ class IICClustering(
         **CONTROL_CONSTRAINTS,
     }
 
-    _network_params = ("n_clusters", "overclustering", "n_heads", "encoder", "conv_channels", "hidden_layer_sizes")
+    _network_params = (
+        "n_clusters", "overclustering", "n_heads", "encoder", "conv_channels", "hidden_layer_sizes", "n_init", "selection",
+    )
 
     def __init__(
         self,
@@ -270,6 +299,7 @@ class IICClustering(
         overclustering="auto",
         n_heads=5,
         n_init="auto",
+        selection="auto",
         screen_steps="auto",
         n_repeats=5,
         lamb=1.0,
@@ -292,6 +322,7 @@ class IICClustering(
         self.overclustering = overclustering
         self.n_heads = n_heads
         self.n_init = n_init
+        self.selection = selection
         self.screen_steps = screen_steps
         self.n_repeats = n_repeats
         self.lamb = lamb
@@ -329,6 +360,11 @@ class IICClustering(
             raise ValueError("encoder='conv' needs image_shape=(C, H, W) or (H, W).")
         if self.image_shape_ is not None and len(self.conv_channels) == 0:
             raise ValueError("conv_channels must hold at least one width for images.")
+        if self.selection == "consensus" and self.screen_steps not in ("auto", None):
+            raise ValueError(
+                f"screen_steps={self.screen_steps} keeps one restart, but selection='consensus' "
+                "needs them all; use selection='lowest_loss' or screen_steps=None."
+            )
 
     def _auto_defaults(self, X):
         n, shape = X.shape[0], self.image_shape_
@@ -336,13 +372,19 @@ class IICClustering(
             perturbation = "tabular"
         else:
             perturbation = "elastic" if max(shape[1:]) <= SMALL_IMAGE else "affine"
-        steps_per_epoch = self._steps_per_epoch(n)
+        selection = self.selection
+        if selection == "auto":
+            selection = "lowest_loss" if shape is None else "consensus"
+        screen_steps = SCREEN_STEPS if shape is not None and selection == "lowest_loss" else None
+        epochs = math.ceil(TRAINING_STEPS[selection] / self._steps_per_epoch(n))
+        min_epochs = 10 if selection == "lowest_loss" else 2
         return dict(
             n_init=3 if shape is None else 8,
-            screen_steps=None if shape is None else SCREEN_STEPS,
+            selection=selection,
+            screen_steps=screen_steps,
             perturbation=perturbation,
             overclustering=min(10 * self.n_clusters, n),
-            max_epochs=int(min(200, max(10, math.ceil(TRAINING_STEPS / steps_per_epoch)))),
+            max_epochs=int(min(200, max(min_epochs, epochs))),
         )
 
     def _steps_per_epoch(self, n_samples):
@@ -367,19 +409,34 @@ class IICClustering(
         # every restart at once, as one stacked network (skmic.nn.stacked)
         run = self._train_restarts(Xt, g, restart_seeds(torch.initial_seed(), self.n_init_), first)
         losses = run.head_losses().cpu().numpy()
-        restart_losses = losses.min(1)
-        best = int(np.argmin(restart_losses))
-        run = run.select(best)
+        self.restart_losses_ = losses.min(1)
+        ranked = np.argsort(self.restart_losses_, kind="stable")
+        if self.selection_ == "lowest_loss":
+            kept = ranked[:1]
+        else:  # the consensus of the better half
+            kept = np.sort(ranked[: math.ceil(len(ranked) / 2)])
+        run = run.select(kept)
         if first < n_epochs:  # screening: only the best restart trains on
             run.train(n_epochs - first)
-            losses[best] = run.head_losses()[0].cpu().numpy()
+            losses[kept] = run.head_losses().cpu().numpy()
+        self.kept_restarts_ = kept
+        self._keep(run, losses[kept], X)
+
+    def _keep(self, run, losses, X):
+        """Fitted attributes of the trained restarts ``run`` (all, or the one selected)."""
         self.network_ = run.net
-        self.head_losses_ = losses[best]
-        self.best_head_ = int(np.argmin(self.head_losses_))
-        self.restart_losses_ = restart_losses
-        self.history_ = run.history
+        self.head_losses_ = losses
+        self.history_ = [_mean_over_restarts(record) for record in run.history]
         self.n_iter_ = len(run.history)
-        self._n_features_out = run.net.trunk.out_features
+        self._n_features_out = run.net.trunk.out_features * run.n_restarts
+        if self.selection_ == "consensus":
+            self.best_head_ = None
+            generator = torch.Generator(self.device_).manual_seed(int(torch.initial_seed()) % 2**31)
+            heads = torch.as_tensor(self._head_proba(X), device=self.device_)
+            self.consensus_ = fit_consensus(heads, self.n_clusters, generator=generator)
+        else:
+            self.best_head_ = int(np.argmin(losses[0]))
+            self.consensus_ = None
         self.labels_ = self._proba(X).argmax(1)
         self._warn_if_collapsed()
 
@@ -402,24 +459,22 @@ class IICClustering(
         return run
 
     def _fit_warm(self, X):
-        """The fitted network, trained on alone for ``max_epochs_`` more epochs (``warm_start``)."""
+        """The fitted restarts, trained on for ``max_epochs_`` more epochs (``warm_start``)."""
         g = make_perturbation(self.perturbation_, self.image_shape_)
         net = copy.deepcopy(self.network_)
+        seed = int(torch.randint(2**31 - 1, (1,), generator=self._make_generator()))
+        generators = [torch.Generator(self.device_).manual_seed(s) for s in restart_seeds(seed, net.restarts)]
         run = _Restarts(self, net, adam(net.parameters(), self.learning_rate), self._as_tensor(X).float(), g,
-                        [self._make_generator()])
+                        generators)
         run.history = list(self.history_)
         run.train(self.max_epochs_)
-        self.network_, self.history_, self.n_iter_ = net, run.history, len(run.history)
-        self.head_losses_ = run.head_losses()[0].cpu().numpy()
-        self.best_head_ = int(np.argmin(self.head_losses_))
-        self.labels_ = self._proba(X).argmax(1)
-        self._warn_if_collapsed()
+        self._keep(run, run.head_losses().cpu().numpy(), X)
 
     def _warn_if_collapsed(self):
         used = len(np.unique(self.labels_))
         if used < 0.8 * self.n_clusters:
             warnings.warn(
-                f"IICClustering's best head uses only {used} of n_clusters={self.n_clusters} "
+                f"IICClustering's clustering uses only {used} of n_clusters={self.n_clusters} "
                 "clusters on the training data. Try more epochs, a different "
                 "random_state, more n_init restarts, or a fitting perturbation.",
                 UserWarning,
@@ -441,11 +496,21 @@ class IICClustering(
         return self._proba(self._check_fitted_input(X))
 
     def _proba(self, X):
-        head = self.best_head_
-        return self._infer(self.network_, lambda net, x: net.main(net(x))[:, head].double(), X)
+        if self.consensus_ is None:
+            head = self.best_head_
+            return self._infer(self.network_, lambda net, x: net.main(net(x))[:, head].double(), X)
+        labels = torch.as_tensor(self._head_proba(X).argmax(2), device=self.device_)
+        return self.consensus_.log_proba(labels).exp().cpu().numpy()
+
+    def _head_proba(self, X):
+        """Soft assignments ``(n, n_init * n_heads, n_clusters)`` of every main sub-head of every restart."""
+        return self._infer(self.network_, lambda net, x: net.main(_features(net, x)), X)
 
     def transform(self, X):
         """The learned representation (trunk output, before the heads).
+
+        With several kept restarts (``selection="consensus"``) their trunks'
+        outputs are concatenated.
 
         Parameters
         ----------
@@ -456,14 +521,16 @@ class IICClustering(
         features : ndarray of shape (n_samples, n_features_out)
         """
         X = self._check_fitted_input(X)
-        return self._infer(self.network_, lambda net, x: net(x), X).astype(X.dtype, copy=False)
+        return self._infer(self.network_, _features, X).astype(X.dtype, copy=False)
 
     def score(self, X, y=None):
-        """Mutual information (nats) of the best head between ``X`` and ``g(X)``.
+        """Mutual information (nats) of the clustering between ``X`` and ``g(X)``.
 
-        Computed in eval mode over all of ``X`` with one draw of the
-        perturbation from a fixed seed (so repeated calls agree). Higher is
-        better; at most ``ln n_clusters``.
+        The assignments that :meth:`predict_proba` gives ``X`` and a perturbed
+        copy ``g(X)`` (one draw of the perturbation from a fixed seed, so
+        repeated calls agree) make a joint distribution over pairs of
+        clusters; the score is its mutual information. Higher is better; at
+        most ``ln n_clusters``.
 
         Parameters
         ----------
@@ -477,12 +544,35 @@ class IICClustering(
         X = self._check_fitted_input(X)
         g = make_perturbation(self.perturbation_, self.image_shape_)
         Xt = self._as_tensor(X).float()
-        return -float(_Restarts(self, self.network_, None, Xt, g, [None]).head_losses()[0, self.best_head_])
+        generator = torch.Generator(Xt.device).manual_seed(0)
+        with torch.no_grad():
+            gX = torch.cat([g(Xt[idx], generator) for idx in batches(len(Xt), 1024, shuffle=False, device=Xt.device)])
+        p, p_g = (torch.as_tensor(self._proba(x))[:, None] for x in (X, gX.cpu().numpy().astype(X.dtype)))
+        return float(mutual_information(iic_joint(p, p_g), self.lamb)[0])
 
 
-def _restart_record(record, k):
-    """Restart ``k``'s entries of a history record of per-restart lists."""
-    return {key: value[k] if isinstance(value, list) else value for key, value in record.items()}
+def _features(net, x):
+    """Trunk features ``(n, restarts * out_features)`` of every restart of ``net`` for the rows ``x``."""
+    return net(stack_inputs(x.expand(net.restarts, -1, -1)))
+
+
+def _mean_over_restarts(record):
+    """A history record whose per-restart lists become their mean, the lists kept as ``restart_<key>``."""
+    out = {}
+    for key, value in record.items():
+        if isinstance(value, list) and not key.startswith("restart_"):
+            out[key], out[f"restart_{key}"] = float(np.mean(value)), value
+        else:
+            out[key] = value
+    return out
+
+
+def _restart_record(record, ks):
+    """The entries of the restarts ``ks`` in a history record of per-restart lists (one: a value)."""
+    def pick(value):
+        return value[ks[0]] if len(ks) == 1 else [value[i] for i in ks]
+
+    return {key: pick(value) if isinstance(value, list) else value for key, value in record.items()}
 
 
 class _Restarts:
@@ -534,7 +624,7 @@ class _Restarts:
             self.step, n_samples=self.Xt.shape[0], optimizer=self.optimizer, max_epochs=n_epochs,
             generator=self.generators, modules=[self.net], phases=phases, **est._train_options(),
         )
-        records = result.history if self.n_restarts > 1 else [_restart_record(r, 0) for r in result.history]
+        records = result.history if self.n_restarts > 1 else [_restart_record(r, [0]) for r in result.history]
         self.history = continue_history(self.history, records)
 
     def head_losses(self):
@@ -556,15 +646,20 @@ class _Restarts:
         return -mutual_information(joint.double(), self.est.lamb).view(self.n_restarts, -1)
 
     def select(self, k):
-        """Restart ``k`` alone: a lone network with its weights, optimizer state and history."""
+        """Restart ``k`` alone (or the restarts in the sequence ``k``, stacked in that order).
+
+        A new run with their weights, optimizer state and history; a single
+        restart is a lone network.
+        """
         est, r = self.est, self.n_restarts
-        net = est._build_network(self.Xt.shape[1], self.Xt.shape[0])
-        net.load_state_dict(unstack_state(self.net.state_dict(), r, k))
+        ks = [k] if isinstance(k, numbers.Integral) else [int(i) for i in k]
+        net = est._build_network(self.Xt.shape[1], self.Xt.shape[0], restarts=len(ks))
+        net.load_state_dict(unstack_state(self.net.state_dict(), r, ks))
         net.eval()
         optimizer = adam(net.parameters(), est.learning_rate)
-        for stacked, lone in zip(self.net.parameters(), net.parameters()):
+        for stacked, kept in zip(self.net.parameters(), net.parameters()):
             if stacked in self.optimizer.state:
-                optimizer.state[lone] = unstack_state(self.optimizer.state[stacked], r, k)
-        run = _Restarts(est, net, optimizer, self.Xt, self.g, [self.generators[k]])
-        run.history = self.history if r == 1 else [_restart_record(rec, k) for rec in self.history]
+                optimizer.state[kept] = unstack_state(self.optimizer.state[stacked], r, ks)
+        run = _Restarts(est, net, optimizer, self.Xt, self.g, [self.generators[i] for i in ks])
+        run.history = self.history if r == 1 else [_restart_record(rec, ks) for rec in self.history]
         return run

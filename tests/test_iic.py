@@ -28,7 +28,8 @@ def test_separates_blobs(blobs):
     assert iic.predict_proba(X).shape == (len(X), 3)
     np.testing.assert_allclose(iic.predict_proba(X).sum(1), 1, rtol=1e-6)
     np.testing.assert_array_equal(iic.predict(X), iic.labels_)
-    assert iic.head_losses_.shape == (2,) and iic.best_head_ == int(np.argmin(iic.head_losses_))
+    assert iic.selection_ == "lowest_loss" and iic.consensus_ is None
+    assert iic.head_losses_.shape == (1, 2) and iic.best_head_ == int(np.argmin(iic.head_losses_[0]))
     assert 0 < iic.score(X) <= np.log(3) + 1e-9
     assert iic.score(X) == iic.score(X)  # deterministic
     assert len(iic.history_) == iic.n_iter_ == 30
@@ -68,6 +69,34 @@ def test_screening_trains_only_the_best_restart_on(blobs):
     same = tiny(n_clusters=3, n_init=3, screen_steps=15, max_epochs=5).fit(X)
     np.testing.assert_array_equal(full.labels_, same.labels_)
     np.testing.assert_array_equal(full.restart_losses_, same.restart_losses_)
+
+
+def test_consensus_of_restarts_and_sub_heads(blobs):
+    X, y = blobs
+    iic = tiny(n_clusters=3, n_init=3, selection="consensus", max_epochs=15).fit(X)
+    assert iic.selection_ == "consensus" and iic.best_head_ is None
+    # the better half of the restarts by their loss: 2 of 3
+    assert list(iic.kept_restarts_) == sorted(np.argsort(iic.restart_losses_)[:2])
+    assert iic.consensus_.log_mu.shape == (3, 2 * 2, 3)  # (clusters, kept restarts x sub-heads, clusters)
+    assert cluster_accuracy(y, iic.labels_) > 0.95
+    np.testing.assert_array_equal(iic.predict(X), iic.labels_)
+    np.testing.assert_allclose(iic.predict_proba(X).sum(1), 1, rtol=1e-9)
+    assert iic.head_losses_.shape == (2, 2) and iic.restart_losses_.shape == (3,)
+    np.testing.assert_array_equal(iic.head_losses_.min(1), iic.restart_losses_[iic.kept_restarts_])
+    assert iic.transform(X).shape == (len(X), 2 * 32)  # every kept restart's trunk
+    assert 0 < iic.score(X) <= np.log(3) + 1e-9
+    record = iic.history_[-1]
+    assert len(record["restart_loss"]) == 2 and record["loss"] == pytest.approx(np.mean(record["restart_loss"]))
+    again = pickle.loads(pickle.dumps(iic))
+    np.testing.assert_array_equal(again.predict(X), iic.labels_)
+    np.testing.assert_array_equal(tiny(n_clusters=3, n_init=3, selection="consensus", max_epochs=15).fit(X).labels_,
+                                  iic.labels_)
+    iic.set_params(warm_start=True, max_epochs=2).fit(X)  # every restart trains on
+    assert iic.n_iter_ == 17 and iic.consensus_.log_mu.shape == (3, 4, 3)
+    with pytest.raises(ValueError, match="selection='consensus'"):
+        iic.set_params(selection="lowest_loss").fit(X)
+    with pytest.raises(ValueError, match="selection='consensus' needs them all"):
+        tiny(n_clusters=3, n_init=3, selection="consensus", screen_steps=5).fit(X)
 
 
 def test_joint_head_training_and_no_overclustering(blobs):
@@ -145,10 +174,18 @@ def test_auto_defaults_follow_the_data(shape, perturbation):
     est = IICClustering(n_clusters=10)
     est.image_shape_ = shape
     est._resolve_defaults(np.zeros((1797, 64)))
-    assert (est.perturbation_, est.overclustering_, est.max_epochs_) == (perturbation, 100, 45)  # 56 steps an epoch
-    assert (est.n_init_, est.screen_steps_) == ((3, None) if shape is None else (8, 600))
+    # 56 steps an epoch: 2500 steps for one restart kept by its loss, 600 for a consensus
+    assert (est.perturbation_, est.overclustering_) == (perturbation, 100)
+    expected = (3, "lowest_loss", None, 45) if shape is None else (8, "consensus", None, 11)
+    assert (est.n_init_, est.selection_, est.screen_steps_, est.max_epochs_) == expected
     est._resolve_defaults(np.zeros((50, 64)))
     assert (est.overclustering_, est.max_epochs_) == (50, 200)
+    est._resolve_defaults(np.zeros((20000, 64)))  # 625 steps an epoch
+    assert est.max_epochs_ == (10 if shape is None else 2)
+    screened = IICClustering(n_clusters=10, selection="lowest_loss")
+    screened.image_shape_ = shape
+    screened._resolve_defaults(np.zeros((1797, 64)))
+    assert (screened.screen_steps_, screened.max_epochs_) == (None if shape is None else 600, 45)
     chosen = IICClustering(n_clusters=10, perturbation="affine", overclustering=0, max_epochs=3)
     chosen.image_shape_ = shape
     chosen._resolve_defaults(np.zeros((1797, 64)))

@@ -73,6 +73,16 @@ def test_unstack_state_inverts_stack_state():
             assert torch.equal(t, net.state_dict()[name])
 
 
+def test_unstack_state_of_several_restarts_is_their_stack():
+    nets = lone_nets(lambda r: MLP(4, (3,), 2, restarts=r), 4)
+    state = stack_state([m.state_dict() for m in nets])
+    picked = unstack_state(state, 4, [3, 1])
+    expected = stack_state([nets[3].state_dict(), nets[1].state_dict()])
+    assert picked.keys() == expected.keys()
+    for name, t in expected.items():
+        assert torch.equal(picked[name], t)
+
+
 def _restart_weights(run, k):
     return {n: t for n, t in run.select(k).net.state_dict().items() if t.is_floating_point()}
 
@@ -142,5 +152,12 @@ def test_a_selected_restart_trains_on_as_if_it_had_been_alone(blobs):
         torch.set_default_dtype(default)
     assert [r["epoch"] for r in screened.history] == [1, 2, 3, 4, 5]
     np.testing.assert_allclose([r["loss"] for r in screened.history], [r["loss"] for r in alone.history], rtol=1e-9)
+    # several restarts taken out together keep their order, weights and histories
+    pair = est._train_restarts(X.float(), g, [5, 6, 7], 2)
+    both = pair.select([2, 0])
+    assert both.net.restarts == 2 and [r["loss"] for r in both.history] == [[r["loss"][2], r["loss"][0]] for r in pair.history]
+    for name, t in both.net.state_dict().items():
+        if t.is_floating_point():
+            torch.testing.assert_close(t, torch.cat([pair.select(2).net.state_dict()[name], pair.select(0).net.state_dict()[name]]))
     for name, t in alone.net.state_dict().items():
         torch.testing.assert_close(screened.net.state_dict()[name], t, atol=1e-8, rtol=1e-8)

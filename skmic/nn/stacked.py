@@ -107,15 +107,18 @@ def stack_state(states):
 def unstack_state(state, restarts, k):
     """The state dict of restart ``k`` alone, from the state of a stack of ``restarts``.
 
-    Also takes an optimizer's per-parameter state (any dict of tensors laid
-    out like the parameters, e.g. Adam's moments); tensors whose first
-    dimension is not a multiple of ``restarts`` (scalars such as a step
-    count) are copied whole.
+    ``k`` may also be a sequence of restarts: the state of their stack, in
+    that order. Also takes an optimizer's per-parameter state (any dict of
+    tensors laid out like the parameters, e.g. Adam's moments); tensors
+    whose first dimension is not a multiple of ``restarts`` (scalars such
+    as a step count) are copied whole.
     """
+    ks = [k] if isinstance(k, int) else [int(i) for i in k]
     out = {}
     for name, t in state.items():
         if torch.is_tensor(t) and t.is_floating_point() and t.dim() and t.shape[0] % restarts == 0:
-            out[name] = t.chunk(restarts)[k].clone()
+            chunks = t.chunk(restarts)
+            out[name] = torch.cat([chunks[i] for i in ks]).clone()
         else:
             out[name] = t.clone() if torch.is_tensor(t) else t
     return out
