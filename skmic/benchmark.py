@@ -31,6 +31,13 @@ def _digits():
     return (X / 16.0).astype(np.float32), y, (1, 8, 8)
 
 
+def _digits_flat():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return X.astype(np.float32), y, None
+
+
 def _sklearn_table(loader, scale):
     """A loader of ``sklearn.datasets.<loader>``, standardised when ``scale``."""
 
@@ -60,6 +67,8 @@ def _shared(loader, **kwargs):
 #: dataset name -> loader(data_home) -> (X float32, y, image_shape or None)
 DATASETS = {
     "digits": lambda data_home=None: _digits(),
+    # the rows as load_digits gives them (0-16, unscaled), as a table: the README's tabular line
+    "digits-flat": lambda data_home=None: _digits_flat(),
     "wine": _sklearn_table("load_wine", True),
     "breast_cancer": _sklearn_table("load_breast_cancer", True),
     "mnist-test": _shared("load_mnist", subset="test"),
@@ -142,6 +151,7 @@ ESTIMATORS = {
 SUITES = {
     "readme": [
         (("kmeans", "iic", "dec", "dim-kmeans"), ("digits",), (0, 1, 2, 3, 4)),
+        (("kmeans", "iic"), ("digits-flat",), (0, 1, 2)),
         (("kmeans", "iic", "dec"), ("wine", "breast_cancer"), (0, 1, 2)),
     ],
 }
