@@ -27,7 +27,7 @@ __all__ = ["IICClustering"]
 SMALL_IMAGE = 12
 
 #: optimizer steps per restart that ``max_epochs="auto"`` aims at, by ``selection``
-TRAINING_STEPS = {"lowest_loss": 2500, "consensus": 600}
+TRAINING_STEPS = {"lowest_loss": 2500, "consensus": 900}
 
 #: optimizer steps of the restarts' screening that ``screen_steps="auto"`` aims at
 SCREEN_STEPS = 600
@@ -53,17 +53,19 @@ class IICClustering(
     times from scratch (the restarts train side by side as one stacked
     network). What is predicted depends on ``selection``:
 
-    * ``"consensus"``: every restart trains to the end; the better half of
-      them by their loss is kept (``kept_restarts_``), and the prediction is
-      the consensus of the clusterings of all their main sub-heads
-      (:mod:`skmic.consensus`: k-means on their concatenated assignments,
-      then the mixture model of clustering ensembles). Restarts rarely make
-      the same mistake, so their consensus is right where most are, and it
-      needs far fewer steps per restart than a lone network does.
+    * ``"consensus"``: the better half of the restarts by their loss is
+      kept (``kept_restarts_``), and the prediction is the consensus of the
+      clusterings of all their main sub-heads (:mod:`skmic.consensus`:
+      k-means on their concatenated assignments, then the mixture model of
+      clustering ensembles). Restarts rarely make the same mistake, so their
+      consensus is right where most are, and it needs far fewer steps per
+      restart than a lone network does.
     * ``"lowest_loss"``: the restart, then the sub-head (``best_head_``),
       with the lowest loss on the training data is used, as the paper's
-      sub-head selection and k-means's restarts do; ``screen_steps`` can
-      stop all but the best restart early.
+      sub-head selection and k-means's restarts do.
+
+    With ``screen_steps`` all restarts train that long and only the kept
+    ones train on to ``max_epochs``.
 
     Defaults chosen from the data (parameters left at "auto"; the fitted
     values are ``n_init_``, ``selection_``, ``screen_steps_``,
@@ -74,10 +76,10 @@ class IICClustering(
     ==============  ===============================================  ===============
     n_init          8                                                3
     selection       "consensus"                                      "lowest_loss"
-    screen_steps    None (600 with ``selection="lowest_loss"``)      None
+    screen_steps    600                                              None
     perturbation    "elastic" up to 12 x 12 pixels, else "affine"    "tabular"
     overclustering  ``10 * n_clusters`` (at most ``n_samples``)      the same
-    max_epochs      about 600 optimizer steps (2 to 200 epochs);     about 2500
+    max_epochs      about 900 optimizer steps (2 to 200 epochs);     about 2500
                     2500 (10 to 200) with ``"lowest_loss"``          (10 to 200)
     ==============  ===============================================  ===============
 
@@ -109,12 +111,11 @@ class IICClustering(
         tabular digits the consensus of 3 restarts was no better than their
         best).
     screen_steps : int, "auto" or None, default="auto"
-        With ``selection="lowest_loss"``, screen the restarts: all ``n_init``
-        restarts train for about ``screen_steps`` optimizer steps (whole
-        epochs, at least one), and only the one with the lowest full-data
-        loss then trains on to ``max_epochs``. None trains every restart to
-        ``max_epochs``, as the consensus needs. "auto": 600 steps for images
-        with ``selection="lowest_loss"``, else None.
+        Screen the restarts: all ``n_init`` restarts train for about
+        ``screen_steps`` optimizer steps (whole epochs, at least one), then
+        only the kept ones (see ``selection``) train on to ``max_epochs``.
+        None trains every restart to ``max_epochs``. "auto": 600 steps for
+        images, None for tabular data.
     n_repeats : int, default=5
         Perturbed copies of each sample per mini-batch (the paper's 5).
     lamb : float, default=1.0
@@ -151,11 +152,12 @@ class IICClustering(
     batch_size : int, default=32
         Samples per mini-batch (each with ``n_repeats`` perturbed copies).
     max_epochs : int or "auto", default="auto"
-        Epochs per restart. "auto" trains for about 600 optimizer steps with
-        the consensus (``ceil(600 / steps_per_epoch)`` epochs, at least 2 and
-        at most 200: 11 epochs on scikit-learn's digits, 2 on 10,000 MNIST
-        images) and about 2500 with ``"lowest_loss"`` (at least 10 and at
-        most 200: 45 epochs on the digits, 200 on a table of 200 rows).
+        Epochs of the kept restarts. "auto" trains for about 900 optimizer
+        steps with the consensus (``ceil(900 / steps_per_epoch)`` epochs, at
+        least 2 and at most 200: 17 epochs on scikit-learn's digits, 3 on
+        10,000 MNIST images) and about 2500 with ``"lowest_loss"`` (at least
+        10 and at most 200: 45 epochs on the digits, 200 on a table of 200
+        rows).
     learning_rate : float, default=1e-3
         Adam's learning rate.
     device : str or torch.device, default="auto"
@@ -360,11 +362,6 @@ class IICClustering(
             raise ValueError("encoder='conv' needs image_shape=(C, H, W) or (H, W).")
         if self.image_shape_ is not None and len(self.conv_channels) == 0:
             raise ValueError("conv_channels must hold at least one width for images.")
-        if self.selection == "consensus" and self.screen_steps not in ("auto", None):
-            raise ValueError(
-                f"screen_steps={self.screen_steps} keeps one restart, but selection='consensus' "
-                "needs them all; use selection='lowest_loss' or screen_steps=None."
-            )
 
     def _auto_defaults(self, X):
         n, shape = X.shape[0], self.image_shape_
@@ -375,7 +372,7 @@ class IICClustering(
         selection = self.selection
         if selection == "auto":
             selection = "lowest_loss" if shape is None else "consensus"
-        screen_steps = SCREEN_STEPS if shape is not None and selection == "lowest_loss" else None
+        screen_steps = None if shape is None else SCREEN_STEPS
         epochs = math.ceil(TRAINING_STEPS[selection] / self._steps_per_epoch(n))
         min_epochs = 10 if selection == "lowest_loss" else 2
         return dict(
@@ -416,7 +413,7 @@ class IICClustering(
         else:  # the consensus of the better half
             kept = np.sort(ranked[: math.ceil(len(ranked) / 2)])
         run = run.select(kept)
-        if first < n_epochs:  # screening: only the best restart trains on
+        if first < n_epochs:  # screening: only the kept restarts train on
             run.train(n_epochs - first)
             losses[kept] = run.head_losses().cpu().numpy()
         self.kept_restarts_ = kept

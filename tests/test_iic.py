@@ -95,8 +95,10 @@ def test_consensus_of_restarts_and_sub_heads(blobs):
     assert iic.n_iter_ == 17 and iic.consensus_.log_mu.shape == (3, 4, 3)
     with pytest.raises(ValueError, match="selection='consensus'"):
         iic.set_params(selection="lowest_loss").fit(X)
-    with pytest.raises(ValueError, match="selection='consensus' needs them all"):
-        tiny(n_clusters=3, n_init=3, selection="consensus", screen_steps=5).fit(X)
+    # screened: all 3 restarts train 2 epochs, the kept 2 train on to 5
+    screened = tiny(n_clusters=3, n_init=3, selection="consensus", screen_steps=5, max_epochs=5).fit(X)
+    assert len(screened.kept_restarts_) == 2 and screened.n_iter_ == 5
+    assert not np.allclose(screened.head_losses_.min(1), screened.restart_losses_[screened.kept_restarts_])
 
 
 def test_joint_head_training_and_no_overclustering(blobs):
@@ -174,14 +176,14 @@ def test_auto_defaults_follow_the_data(shape, perturbation):
     est = IICClustering(n_clusters=10)
     est.image_shape_ = shape
     est._resolve_defaults(np.zeros((1797, 64)))
-    # 56 steps an epoch: 2500 steps for one restart kept by its loss, 600 for a consensus
+    # 56 steps an epoch: 2500 steps for one restart kept by its loss, 900 for a consensus
     assert (est.perturbation_, est.overclustering_) == (perturbation, 100)
-    expected = (3, "lowest_loss", None, 45) if shape is None else (8, "consensus", None, 11)
+    expected = (3, "lowest_loss", None, 45) if shape is None else (8, "consensus", 600, 17)
     assert (est.n_init_, est.selection_, est.screen_steps_, est.max_epochs_) == expected
     est._resolve_defaults(np.zeros((50, 64)))
     assert (est.overclustering_, est.max_epochs_) == (50, 200)
     est._resolve_defaults(np.zeros((20000, 64)))  # 625 steps an epoch
-    assert est.max_epochs_ == (10 if shape is None else 2)
+    assert est.max_epochs_ == (10 if shape is None else 2)  # 900 steps: 2 epochs
     screened = IICClustering(n_clusters=10, selection="lowest_loss")
     screened.image_shape_ = shape
     screened._resolve_defaults(np.zeros((1797, 64)))
