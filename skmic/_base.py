@@ -371,6 +371,10 @@ class BaseTorchEstimator(BaseEstimator):
     #: such estimators have an ``image_shape`` parameter and set ``image_shape_``
     _takes_images = False
 
+    #: whether a fitted model takes images of the training height and width only
+    #: (else any size with the training channels: a fully convolutional network)
+    _fixed_image_size = True
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
@@ -441,8 +445,14 @@ class BaseTorchEstimator(BaseEstimator):
                 f"{tuple(X.shape)} looks channels-last (n, height, width, channels); pass "
                 "X.transpose(0, 3, 1, 2) (or flat rows with image_shape)."
             )
-        if not reset and shape != getattr(self, "image_shape_", None):
-            fitted = getattr(self, "image_shape_", None)
+        fitted = getattr(self, "image_shape_", None)
+        if not reset and not self._fixed_image_size and fitted is not None:
+            if shape[0] != fitted[0]:
+                raise ValueError(
+                    f"X has {shape[0]} channels per image, but {name} was fitted on images with "
+                    f"{fitted[0]}."
+                )
+        elif not reset and shape != fitted:
             raise ValueError(
                 f"X holds images of shape {shape} (channels, height, width), but {name} was fitted on "
                 + (f"images of shape {fitted}." if fitted else "tabular data (2-D X without image_shape).")

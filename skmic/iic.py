@@ -12,12 +12,13 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transfor
 from ._base import (
     CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_layer_sizes,
 )
-from ._training import adam, batches, continue_history, train
+from ._restarts import Restarts
+from ._training import adam, batches
 from .nn.encoders import MLP, ConvEncoder, init_weights
 from .nn.heads import IICNet
 from .nn.losses import iic_joint, iic_loss, mutual_information
 from .consensus import fit_consensus
-from .nn.stacked import restart_seeds, stack_inputs, stack_state, unstack_state
+from .nn.stacked import restart_seeds, stack_inputs
 from .perturbations import PERTURBATIONS, check_perturbation, make_perturbation
 
 __all__ = ["IICClustering"]
@@ -443,15 +444,7 @@ class IICClustering(
         Restart ``k`` is initialised, shuffled and perturbed from ``seeds[k]``
         alone, exactly as a lone training with that seed would be.
         """
-        lone = []
-        for seed in seeds:
-            torch.manual_seed(seed)
-            lone.append(self._build_network(Xt.shape[1], Xt.shape[0]).state_dict())
-        net = self._build_network(Xt.shape[1], Xt.shape[0], restarts=len(seeds))
-        net.load_state_dict(stack_state(lone))
-        optimizer = adam(net.parameters(), self.learning_rate)
-        generators = [torch.Generator(self.device_).manual_seed(seed) for seed in seeds]
-        run = _Restarts(self, net, optimizer, Xt, g, generators)
+        run = _Restarts.start(self, Xt, g, seeds)
         run.train(n_epochs)
         return run
 
@@ -564,31 +557,17 @@ def _mean_over_restarts(record):
     return out
 
 
-def _restart_record(record, ks):
-    """The entries of the restarts ``ks`` in a history record of per-restart lists (one: a value)."""
-    def pick(value):
-        return value[ks[0]] if len(ks) == 1 else [value[i] for i in ks]
+class _Restarts(Restarts):
+    """IIC's restarts in training (:class:`skmic._restarts.Restarts`): the loss of a batch of rows."""
 
-    return {key: pick(value) if isinstance(value, list) else value for key, value in record.items()}
+    @classmethod
+    def network(cls, est, Xt, restarts):
+        return est._build_network(Xt.shape[1], Xt.shape[0], restarts=restarts)
 
-
-class _Restarts:
-    """IIC's restarts in training: a stacked network, its optimizer and data.
-
-    ``net`` holds ``R = len(generators)`` restarts side by side (see
-    :mod:`skmic.nn.stacked`); restart ``k`` draws its mini-batches and
-    perturbations from ``generators[k]`` only. :meth:`select` takes one
-    restart out, with its optimizer state, to train on alone.
-    """
-
-    def __init__(self, est, net, optimizer, Xt, g, generators):
-        self.est, self.net, self.optimizer = est, net, optimizer
-        self.Xt, self.g, self.generators = Xt, g, generators
-        self.history = []
-
-    @property
-    def n_restarts(self):
-        return len(self.generators)
+    def phases(self):
+        if self.est.head_training == "alternate" and self.net.over is not None:
+            return ("main", "main", "over")
+        return super().phases()
 
     def _views(self, x):
         """Perturbed copies ``(R, n, F)`` of per-restart batches ``x`` ``(R, n, F)``."""
@@ -609,21 +588,6 @@ class _Restarts:
             loss = loss + iic_loss(z[:b], z_pert, est.lamb).view(self.n_restarts, -1).mean(1)
         return loss
 
-    def train(self, n_epochs):
-        """Train every restart for ``n_epochs`` more epochs."""
-        est = self.est
-        over = est.overclustering_ > 0
-        if est.head_training == "joint" or not over:
-            phases = ("joint",) if over else ("main",)
-        else:
-            phases = ("main", "main", "over")
-        result = train(
-            self.step, n_samples=self.Xt.shape[0], optimizer=self.optimizer, max_epochs=n_epochs,
-            generator=self.generators, modules=[self.net], phases=phases, **est._train_options(),
-        )
-        records = result.history if self.n_restarts > 1 else [_restart_record(r, [0]) for r in result.history]
-        self.history = continue_history(self.history, records)
-
     def head_losses(self):
         """Loss ``(R, n_heads)`` of every main sub-head over all the data.
 
@@ -641,22 +605,3 @@ class _Restarts:
                 z = net.main(net(stack_inputs(pairs)))
                 joint = joint + iic_joint(z[: len(idx)], z[len(idx) :])
         return -mutual_information(joint.double(), self.est.lamb).view(self.n_restarts, -1)
-
-    def select(self, k):
-        """Restart ``k`` alone (or the restarts in the sequence ``k``, stacked in that order).
-
-        A new run with their weights, optimizer state and history; a single
-        restart is a lone network.
-        """
-        est, r = self.est, self.n_restarts
-        ks = [k] if isinstance(k, numbers.Integral) else [int(i) for i in k]
-        net = est._build_network(self.Xt.shape[1], self.Xt.shape[0], restarts=len(ks))
-        net.load_state_dict(unstack_state(self.net.state_dict(), r, ks))
-        net.eval()
-        optimizer = adam(net.parameters(), est.learning_rate)
-        for stacked, kept in zip(self.net.parameters(), net.parameters()):
-            if stacked in self.optimizer.state:
-                optimizer.state[kept] = unstack_state(self.optimizer.state[stacked], r, ks)
-        run = _Restarts(est, net, optimizer, self.Xt, self.g, [self.generators[i] for i in ks])
-        run.history = self.history if r == 1 else [_restart_record(rec, ks) for rec in self.history]
-        return run

@@ -9,67 +9,26 @@ import torch.nn.functional as F
 from sklearn.base import ClusterMixin
 from sklearn.utils import check_array
 
-from ._base import BaseDeepEstimator, Interval, StrOptions, as_chw, check_image_shape, check_layer_sizes
-from ._training import adam, batches, train
+from ._base import (
+    CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, StrOptions, check_image_shape, check_input_scale,
+    check_layer_sizes,
+)
+from ._restarts import Restarts, fit_restarts
+from ._training import batches
 from .nn.encoders import init_weights
 from .nn.heads import IICNet
 from .nn.losses import segmentation_joint, segmentation_mi
 from .nn.segmentation import FullyConvEncoder, pixel_heads
+from .nn.stacked import restart_seeds
 from .perturbations import ImagePerturbation, invert_affine
 
-__all__ = ["IICSegmentation", "check_images", "patch_features"]
+__all__ = ["IICSegmentation", "patch_features"]
 
 #: pixels per forward pass at inference time (bounds activation memory)
 INFERENCE_PIXELS = 2**18
 
-
-def check_images(X, image_shape=None, *, n_channels=None, min_images=1):
-    """Validate a batch of images and return it as a float array (n, C, H, W).
-
-    Parameters
-    ----------
-    X : array-like of shape (n, H, W), (n, C, H, W) or (n, C*H*W)
-        Images; flat rows need ``image_shape``. Float32 is kept, anything
-        else numeric becomes float64. ``X`` itself is never modified.
-    image_shape : tuple of int, default=None
-        ``(C, H, W)`` or ``(H, W)`` of flat rows; ignored for n-D input.
-    n_channels : int, default=None
-        If given, the number of channels ``X`` must have (a fitted model's).
-    min_images : int, default=1
-        Fewest images accepted.
-
-    Returns
-    -------
-    ndarray of shape (n, C, H, W), float32 or float64
-
-    Raises
-    ------
-    ValueError
-        For the wrong number of dimensions, flat rows without (or not
-        matching) ``image_shape``, empty images, too few images,
-        non-finite values, or a channel count other than ``n_channels``.
-    """
-    X = check_array(X, allow_nd=True, ensure_2d=False, dtype=[np.float64, np.float32],
-                    ensure_min_samples=min_images, ensure_min_features=0)
-    if X.ndim == 2:
-        if image_shape is None:
-            raise ValueError(
-                f"X has shape {X.shape}: pass images of shape (n, H, W) or (n, C, H, W), "
-                "or flat rows together with image_shape=(C, H, W)."
-            )
-        X = X.reshape((X.shape[0],) + check_image_shape(image_shape, X.shape[1]))
-    elif X.ndim == 3:
-        X = X[:, None]
-    elif X.ndim != 4:
-        raise ValueError(
-            f"X must hold images of shape (n, H, W) or (n, C, H, W) (or flat rows with "
-            f"image_shape); got an array with {X.ndim} dimensions, shape {X.shape}."
-        )
-    if min(X.shape[1:]) == 0:
-        raise ValueError(f"X holds empty images: shape {X.shape}.")
-    if n_channels is not None and X.shape[1] != n_channels:
-        raise ValueError(f"X has {X.shape[1]} channels per image, but the model was fitted on {n_channels}.")
-    return X
+#: optimizer steps per restart that ``max_epochs="auto"`` aims at
+TRAINING_STEPS = 800
 
 
 def patch_features(images, size=7):
@@ -81,8 +40,8 @@ def patch_features(images, size=7):
 
     Parameters
     ----------
-    images : array-like of shape (n, H, W), (n, C, H, W)
-        Validated like :class:`IICSegmentation`'s input.
+    images : array-like of shape (n, H, W) or (n, C, H, W)
+        Finite numbers; not modified.
     size : int, default=7
         Side of the patch (odd); 7 pixels cover a period of the textures of
         :func:`~skmic.datasets.make_texture_mosaics`.
@@ -103,7 +62,10 @@ def patch_features(images, size=7):
     """
     if size < 1 or size % 2 == 0:
         raise ValueError(f"size must be a positive odd int, got {size}.")
-    x = torch.from_numpy(np.array(check_images(images)))  # a copy: never a view of the caller's array
+    images = check_array(images, allow_nd=True, ensure_2d=False, dtype=[np.float64, np.float32])
+    if images.ndim not in (3, 4) or min(images.shape) == 0:
+        raise ValueError(f"images must be a non-empty (n, H, W) or (n, C, H, W) array, got shape {images.shape}.")
+    x = torch.from_numpy(np.array(images if images.ndim == 4 else images[:, None]))  # a copy, never a view
     pad = size // 2
     if pad:
         x = F.pad(x, (pad, pad, pad, pad), mode="reflect" if min(x.shape[2:]) > pad else "replicate")
@@ -134,9 +96,11 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
 
     Parameters
     ----------
-    n_clusters : int, default=3
-        Segment classes of the main heads (the paper's 3-class COCO-Stuff
-        and Potsdam benchmarks).
+    n_clusters : int, default=8
+        Segment classes of the main heads. 8 is scikit-learn's default, as
+        in every skmic clusterer (one name, one meaning and one default
+        across the package); the paper's benchmarks had 3, 6 and 15
+        classes: set it to the number of segment classes you expect.
     overclustering : int or "auto", default="auto"
         Clusters of the auxiliary over-clustering heads; 0 disables them;
         "auto" is ``5 * n_clusters`` (the paper's 15 for 3 classes).
@@ -146,8 +110,13 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         better than a single one.
     n_init : int, default=1
         Independent trainings; the one with the lowest final loss is kept.
-        One by default: on the CPU budget of the benchmark (10 minutes a
-        fit) the steps were worth more than a second restart.
+        They train side by side as one stacked network (grouped
+        convolutions, :mod:`skmic.nn.stacked`), one optimizer step for all,
+        each from its own seed: restart ``k`` is the training a single
+        restart with its seed would give (the mechanism of
+        :class:`IICClustering`). One by default: on the CPU budget of the
+        benchmark (10 minutes a fit) the steps were worth more than a
+        second restart.
     displacement : int, default=1
         ``d``: pixels are paired with every pixel of the perturbed output
         within ``d`` along each axis, ``(2d + 1)^2`` displacements, counted
@@ -207,6 +176,24 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         gives the same labels on the CPU.
     verbose : int, default=0
         0: silent; 1: progress bars; 2: one line per epoch as well.
+    warm_start : bool, default=False
+        When True and the estimator is fitted, ``fit`` trains the fitted
+        network (the kept restart, all its sub-heads) for ``max_epochs``
+        more epochs on ``X`` instead of starting over, with a fresh Adam
+        optimizer, then chooses the best sub-head again. ``X`` must have the
+        fitted channels (any height and width), and the parameters that
+        shape the network (``n_clusters``, ``overclustering``, ``n_heads``,
+        ``conv_channels``, ``n_pool``, ``sobel``) their fitted values.
+        ``n_iter_`` and ``history_`` go on counting; ``restart_losses_``
+        still describes the first fit's restarts.
+    callbacks : list of callable, default=None
+        Called after every epoch with its record (the ``history_`` entry,
+        plus ``stage``); one that returns True stops training, and ``fit``
+        finishes with the model trained so far. A
+        :class:`~skmic.Checkpoint` among them saves the training state to a
+        file and resumes a killed run from it. A KeyboardInterrupt while
+        training also keeps the model trained so far (see
+        :meth:`~skmic._base.BaseTorchEstimator.fit`).
 
     Attributes
     ----------
@@ -229,6 +216,8 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         ``(C, H, W)`` of the training images; prediction accepts other
         heights and widths (the network is fully convolutional) but not
         other channel counts.
+    overclustering_, max_epochs_ : int
+        The values that ran: the parameters, with "auto" resolved.
     device_ : torch.device
 
     See Also
@@ -298,14 +287,22 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         "contrast": [Interval(numbers.Real, 0, 1, closed="both")],
         "noise": [Interval(numbers.Real, 0, None, closed="left")],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        **CONTROL_CONSTRAINTS,
     }
 
     #: one image is enough: its pixels are the samples
     _min_samples = 1
 
+    _takes_images = True
+
+    #: fully convolutional: a fitted model segments images of any size
+    _fixed_image_size = False
+
+    _network_params = ("n_clusters", "overclustering", "n_heads", "conv_channels", "n_pool", "sobel")
+
     def __init__(
         self,
-        n_clusters=3,
+        n_clusters=8,
         *,
         overclustering="auto",
         n_heads=3,
@@ -331,6 +328,8 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         device="auto",
         random_state=None,
         verbose=0,
+        warm_start=False,
+        callbacks=None,
     ):
         self.n_clusters = n_clusters
         self.overclustering = overclustering
@@ -357,6 +356,8 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.warm_start = warm_start
+        self.callbacks = callbacks
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -365,9 +366,26 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
 
     # ----------------------------------------------------------- validation
     def _validate_input(self, X, *, reset):
+        """Images as a float array (n, C, H, W).
+
+        The layout rules are the shared ones (:meth:`_flatten_images`); a
+        fitted model takes images of any height and width with its channels.
+        Flat rows need ``image_shape`` (fitting) or match the fitted
+        ``image_shape_`` (prediction).
+        """
+        X, shape = self._flatten_images(X, reset=reset)
+        X = check_array(X, dtype=[np.float64, np.float32], ensure_min_samples=self._min_samples if reset else 1)
         if reset:
-            return check_images(X, self.image_shape, min_images=self._min_samples)
-        return check_images(X, self.image_shape_, n_channels=self.image_shape_[0])
+            self.image_shape_ = shape = self._fit_image_shape(shape, X.shape[1])
+        elif shape is None:
+            shape = check_image_shape(self.image_shape_, X.shape[1])
+        if shape is None:
+            raise ValueError(
+                f"X has shape {X.shape}: pass images of shape (n, H, W) or (n, C, H, W), "
+                "or flat rows together with image_shape=(C, H, W)."
+            )
+        check_input_scale(X, self._compute_dtype)
+        return X.reshape((len(X),) + shape)
 
     def _check_fit_data(self, X):
         check_layer_sizes("conv_channels", self.conv_channels)
@@ -383,14 +401,12 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
             )
 
     # ------------------------------------------------------------------ fit
-    def _n_over(self):
-        return 5 * self.n_clusters if self.overclustering == "auto" else self.overclustering
-
-    def _n_epochs(self, n_images):
-        if self.max_epochs != "auto":
-            return self.max_epochs
-        steps_per_epoch = max(1, math.ceil(n_images / self.batch_size))
-        return max(5, math.ceil(800 / steps_per_epoch))
+    def _auto_defaults(self, X):
+        steps_per_epoch = max(1, math.ceil(X.shape[0] / self.batch_size))
+        return dict(
+            overclustering=5 * self.n_clusters,
+            max_epochs=max(5, math.ceil(TRAINING_STEPS / steps_per_epoch)),
+        )
 
     def _perturbation(self):
         """The perturbation g, with its inverse (:func:`skmic.perturbations.invert_affine`)."""
@@ -400,79 +416,36 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
             contrast=self.contrast, noise=self.noise, padding_mode="reflection",
         )
 
-    def _build_network(self):
-        trunk = FullyConvEncoder(self.image_shape_[0], self.conv_channels, self.n_pool, sobel=self.sobel)
-        return init_weights(IICNet(trunk, self.n_clusters, self.n_heads, self._n_over())).to(self.device_)
+    def _build_network(self, restarts=1):
+        trunk = FullyConvEncoder(
+            self.image_shape_[0], self.conv_channels, self.n_pool, sobel=self.sobel, restarts=restarts
+        )
+        net = IICNet(trunk, self.n_clusters, self.n_heads, self.overclustering_, restarts=restarts)
+        return init_weights(net).to(self.device_)
 
     def _fit(self, X):
-        self.image_shape_ = X.shape[1:]
-        g = self._perturbation()
         Xt = self._as_tensor(X).float()
-        generator = self._make_generator()
-        phases = ("joint",) if self._n_over() else ("main",)
-        best, restart_losses = None, []
-        for _ in range(self.n_init):
-            run = self._fit_restart(Xt, g, generator, phases)
-            restart_losses.append(float(run[1].min()))
-            if best is None or run[1].min() < best[1].min():
-                best = run
-        net, losses, history = best
-        self.network_ = net
-        self.head_losses_ = losses
-        self.best_head_ = int(np.argmin(losses))
-        self.restart_losses_ = np.asarray(restart_losses)
-        self.history_ = history
-        self.n_iter_ = len(history)
-        self.labels_ = self._proba(X).argmax(1)
-
-    def _fit_restart(self, Xt, g, generator, phases):
-        """One training from scratch: ``(network, head losses, history)``."""
-        net = self._build_network()
-        optimizer = adam(net.parameters(), self.learning_rate)
-        result = train(
-            self._step_function(net, Xt, g, generator), n_samples=Xt.shape[0], optimizer=optimizer,
-            max_epochs=self._n_epochs(Xt.shape[0]), generator=generator, modules=[net], phases=phases,
-            **self._train_options(),
+        # every restart at once, as one stacked network (skmic._restarts)
+        run, self.head_losses_, self.restart_losses_ = fit_restarts(
+            _PixelRestarts, self, Xt, self._perturbation(), restart_seeds(torch.initial_seed(), self.n_init),
+            self.max_epochs_,
         )
-        return net, self._head_losses(net, Xt, g, generator).cpu().numpy(), result.history
+        self._keep(run, X)
 
-    def _pair_outputs(self, net, heads, x, g, generator, repeats):
-        """Per head: the outputs of ``x`` and the sum of its perturbed copies' outputs mapped back.
+    def _fit_warm(self, X):
+        """The fitted network, trained on alone for ``max_epochs_`` more epochs (``warm_start``)."""
+        run = _PixelRestarts.resume(self, self._as_tensor(X).float(), self._perturbation())
+        run.train(self.max_epochs_)
+        self.head_losses_ = run.head_losses()[0].cpu().numpy()
+        self._keep(run, X)
 
-        The joints are linear in the perturbed output, so pairing an image
-        with the sum of its ``repeats`` mapped-back copies gives the sum of
-        the ``repeats`` joints (``repeats`` times fewer joint operations).
-        """
-        n = x.shape[0]
-        x_pert, theta = g.perturb(x.repeat(repeats, 1, 1, 1), generator)
-        h = net(torch.cat([x, x_pert]))
-        for head in heads:
-            z = pixel_heads(head, h)  # (n * (1 + repeats), K, C, h, w)
-            z_back = invert_affine(z[n:].flatten(1, 2), theta).view_as(z[n:])
-            yield z[:n], z_back.view(repeats, n, *z.shape[1:]).sum(0)
-
-    def _step_function(self, net, Xt, g, generator):
-        """The loss of one mini-batch of image indices, for :func:`skmic._training.train`."""
-        heads = {"main": (net.main,), "joint": (net.main, net.over)}
-
-        def step(idx, phase):
-            loss = 0.0
-            for z, z_back in self._pair_outputs(net, heads[phase], Xt[idx], g, generator, self.n_repeats):
-                joint = segmentation_joint(z, z_back, self.displacement)
-                loss = loss - segmentation_mi(joint, self.lamb, self.reduction).mean()
-            return loss
-
-        return step
-
-    def _head_losses(self, net, Xt, g, generator):
-        """Loss of every main sub-head over all of ``Xt`` (one perturbation draw)."""
-        joint = 0.0
-        batch = max(1, INFERENCE_PIXELS // (Xt.shape[2] * Xt.shape[3]))
-        with torch.no_grad():
-            for idx in batches(Xt.shape[0], batch, shuffle=False, device=Xt.device):
-                for z, z_back in self._pair_outputs(net, (net.main,), Xt[idx], g, generator, 1):
-                    joint = joint + segmentation_joint(z.double(), z_back.double(), self.displacement)
-        return -segmentation_mi(joint, self.lamb, self.reduction)
+    def _keep(self, run, X):
+        """The fitted attributes of the kept (lone) restart ``run``."""
+        self.network_ = run.net
+        self.best_head_ = int(np.argmin(self.head_losses_))
+        self.history_ = run.history
+        self.n_iter_ = len(run.history)
+        self.labels_ = self._proba(X).argmax(1)
 
     # ------------------------------------------------------------- inference
     def _infer_images(self, fn, X):
@@ -555,6 +528,75 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         score : float
         """
         X = self._check_fitted_input(X)
-        Xt = self._as_tensor(X).float()
-        generator = torch.Generator(self.device_).manual_seed(0)
-        return -float(self._head_losses(self.network_, Xt, self._perturbation(), generator)[self.best_head_])
+        run = _PixelRestarts(self, self.network_, None, self._as_tensor(X).float(), self._perturbation(), [None])
+        return -float(run.head_losses()[0, self.best_head_])
+
+
+class _PixelRestarts(Restarts):
+    """IICSegmentation's restarts in training (:class:`skmic._restarts.Restarts`).
+
+    ``Xt`` holds images (n, C, H, W); ``g`` is an
+    :class:`~skmic.perturbations.ImagePerturbation`.
+    """
+
+    @classmethod
+    def network(cls, est, Xt, restarts):
+        return est._build_network(restarts)
+
+    def _pairs(self, heads, x, x_pert, theta):
+        """Per head: outputs ``(n, R * K, C, h, w)`` of the images and the sum of their perturbed copies' mapped back.
+
+        ``x`` ``(R, n, C, H, W)`` holds each restart's images, ``x_pert``
+        ``(R, r * n, C, H, W)`` their ``r`` perturbed copies (copy-major)
+        and ``theta`` ``(R * r * n, 2, 3)`` the copies' affine maps. The
+        joints are linear in the perturbed output, so pairing an image with
+        the sum of its ``r`` mapped-back copies gives the sum of the ``r``
+        joints (``r`` times fewer joint operations).
+        """
+        R, n = x.shape[:2]
+        r = x_pert.shape[1] // n
+        both = torch.cat([x, x_pert], 1)  # (R, n (1 + r), C, H, W)
+        h = self.net(both.transpose(0, 1).flatten(1, 2))  # restarts stacked along the channels
+        for head in heads:
+            z = pixel_heads(head, h)  # (n (1 + r), R * K, C, h, w)
+            k = z.shape[1] // R
+            pert = z[n:].unflatten(1, (R, k)).transpose(0, 1)  # (R, r n, K, C, h, w)
+            back = invert_affine(pert.flatten(0, 1).flatten(1, 2), theta).view_as(pert)
+            back = back.view(R, r, n, *back.shape[2:]).sum(1)  # (R, n, K, C, h, w)
+            yield z[:n], back.transpose(0, 1).flatten(1, 2)
+
+    def _loss(self, heads, x, x_pert, theta):
+        """Minus the mutual information ``(R * K,)`` of every sub-head of ``heads``, summed over heads."""
+        loss = 0.0
+        for z, z_back in self._pairs(heads, x, x_pert, theta):
+            joint = segmentation_joint(z, z_back, self.est.displacement)
+            loss = loss - segmentation_mi(joint, self.est.lamb, self.est.reduction)
+        return loss
+
+    def step(self, idx, phase):
+        """Per-restart losses ``(R,)`` of the mini-batches of images ``idx`` ``(R, b)``."""
+        net, r = self.net, self.est.n_repeats
+        x = self.Xt[idx]  # (R, b, C, H, W)
+        views = [self.g.perturb(xk.repeat(r, 1, 1, 1), gk) for xk, gk in zip(x, self.generators)]
+        x_pert, theta = torch.stack([v for v, _ in views]), torch.cat([t for _, t in views])
+        heads = {"main": (net.main,), "joint": (net.main, net.over)}[phase]
+        return self._loss(heads, x, x_pert, theta).view(self.n_restarts, -1).mean(1)
+
+    def head_losses(self):
+        """Loss ``(R, n_heads)`` of every main sub-head over all the images.
+
+        In eval mode, with one draw of the perturbation from a fixed seed,
+        the same for every restart; joints accumulated in float64.
+        """
+        Xt, R = self.Xt, self.n_restarts
+        generator = torch.Generator(Xt.device).manual_seed(0)
+        batch = max(1, INFERENCE_PIXELS // (R * Xt.shape[2] * Xt.shape[3]))
+        joint = 0.0
+        with torch.no_grad():
+            for idx in batches(Xt.shape[0], batch, shuffle=False, device=Xt.device):
+                x = Xt[idx]
+                x_pert, theta = self.g.perturb(x, generator)
+                expand = lambda t: t.expand(R, *t.shape)  # noqa: E731
+                for z, z_back in self._pairs((self.net.main,), expand(x), expand(x_pert), theta.repeat(R, 1, 1)):
+                    joint = joint + segmentation_joint(z.double(), z_back.double(), self.est.displacement)
+        return -segmentation_mi(joint, self.est.lamb, self.est.reduction).view(R, -1)

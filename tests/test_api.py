@@ -83,3 +83,14 @@ def test_divergence_is_one_error_type(name, X):
     est = by_name()[name].set_params(perturbation=poisoned)
     with pytest.raises(TrainingDivergedError):
         est.fit(X)
+
+
+def test_segmentation_shares_the_vocabulary():
+    # IICSegmentation labels pixels, not rows, so the table's row-based fits do not apply to it;
+    # its parameter names and the default number of clusters are the shared ones
+    from skmic import IICSegmentation
+
+    params = set(IICSegmentation().get_params())
+    assert DEEP | {"n_init", "n_clusters", "n_heads", "overclustering"} <= params
+    assert not params & RETIRED
+    assert inspect.signature(IICSegmentation).parameters["n_clusters"].default == 8

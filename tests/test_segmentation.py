@@ -21,14 +21,15 @@ import torch
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import check_param_validation
 
-from skmic import IICSegmentation
+from skmic import Checkpoint, IICSegmentation
+from skmic.exceptions import TrainingInterruptedWarning
 from skmic.datasets import TEXTURE_FAMILIES, make_texture_mosaics
 from skmic.metrics import cluster_accuracy, pixel_accuracy, pixel_mapping
 from skmic.nn.heads import ClusterHeads
 from skmic.nn.losses import iic_joint, mutual_information, segmentation_joint, segmentation_mi
 from skmic.nn.segmentation import FullyConvEncoder, pixel_heads, sobel_channels
 from skmic.perturbations import ImagePerturbation, inverse_affine, invert_affine
-from skmic.segmentation import check_images, patch_features
+from skmic.segmentation import _PixelRestarts, patch_features
 
 
 def _soft_maps(shape, seed):
@@ -272,6 +273,73 @@ def test_reproducible_restarts_and_no_global_rng_change(mosaics):
     assert a.restart_losses_[0] != a.restart_losses_[1]
 
 
+def test_restart_k_of_a_batched_fit_is_the_lone_fit_with_its_seed(mosaics):
+    # the restarts of skmic._restarts, with grouped convolutions and Sobel channels per restart;
+    # float64 throughout, so that grouped and lone kernels agree to rounding
+    images = mosaics[0][:6]
+    est = tiny(n_heads=2, n_repeats=2, batch_size=3)
+    est.image_shape_, est.device_ = (1, 16, 16), torch.device("cpu")
+    est._resolve_defaults(images[:, None])
+    Xt = torch.tensor(images[:, None], dtype=torch.float64)
+    seeds = [11, 22, 33]
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        with torch.random.fork_rng():
+            batched = _PixelRestarts.start(est, Xt, est._perturbation(), seeds)
+            batched.train(2)
+            losses = batched.head_losses()
+            for k, seed in enumerate(seeds):
+                lone = _PixelRestarts.start(est, Xt, est._perturbation(), [seed])
+                lone.train(2)
+                torch.testing.assert_close(losses[k], lone.head_losses()[0], atol=1e-13, rtol=1e-9)
+                ours, theirs = batched.select(k), lone.select(0)
+                np.testing.assert_allclose([r["loss"] for r in ours.history], [r["loss"] for r in theirs.history],
+                                           rtol=1e-9, atol=1e-15)
+                for name, t in theirs.net.state_dict().items():
+                    torch.testing.assert_close(ours.net.state_dict()[name], t, atol=1e-8, rtol=1e-8)
+    finally:
+        torch.set_default_dtype(default)
+    assert not torch.allclose(losses[0], losses[1])  # the restarts differ
+
+
+def test_warm_start_continues_training(mosaics):
+    images, _ = mosaics
+    est = tiny(max_epochs=3).fit(images)
+    first, network = [r["loss"] for r in est.history_], est.network_
+    est.set_params(warm_start=True, max_epochs=2).fit(images[:, 2:14, 2:14])  # any size, same channels
+    assert est.n_iter_ == 5 and [r["epoch"] for r in est.history_] == [1, 2, 3, 4, 5]
+    assert [r["loss"] for r in est.history_[:3]] == first and est.network_ is not network
+    assert est.labels_.shape == (8, 12, 12)
+    with pytest.raises(ValueError, match="n_heads=2"):
+        est.set_params(n_heads=3).fit(images)
+    with pytest.raises(ValueError, match="channels"):
+        est.set_params(n_heads=2).fit(np.stack([images, images], 1))
+    assert est.n_iter_ == 5
+
+
+def test_callbacks_interrupt_and_checkpoint(mosaics, tmp_path):
+    images, _ = mosaics
+    records = []
+    est = tiny(max_epochs=4, callbacks=[lambda r: records.append(r) or r["epoch"] == 2]).fit(images)
+    assert est.n_iter_ == 2 and records[-1]["stage"] == "IICSegmentation" and "loss" in records[-1]
+
+    def interrupt(record):
+        if record["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "seg.ckpt"
+    with pytest.warns(TrainingInterruptedWarning, match=r"kept \(n_iter_=3\)"):
+        est = tiny(max_epochs=5, n_init=2, callbacks=[interrupt, Checkpoint(path)]).fit(images)
+    assert est.n_iter_ == 3 and est.predict(images).shape == (8, 16, 16) and path.exists()
+    resumed = tiny(max_epochs=5, n_init=2, callbacks=[Checkpoint(path)]).fit(images)
+    straight = tiny(max_epochs=5, n_init=2).fit(images)
+    assert not path.exists() and resumed.n_iter_ == 5
+    np.testing.assert_allclose([r["loss"] for r in resumed.history_], [r["loss"] for r in straight.history_],
+                               rtol=1e-5)
+    np.testing.assert_array_equal(resumed.labels_, straight.labels_)
+
+
 def test_input_is_not_modified(mosaics):
     images = mosaics[0].copy()
     tiny().fit(images).predict(images)
@@ -313,8 +381,10 @@ def test_input_validation(fitted, mosaics):
     with pytest.raises(ValueError, match="too small"):
         tiny(n_pool=2, conv_channels=(4, 4)).fit(images[:, :3, :3])
     with pytest.raises(ValueError, match="holds"):
-        check_images(images.reshape(8, -1), (15, 16))
-    assert check_images(images.astype(int)).dtype == np.float64
+        tiny(image_shape=(15, 16)).fit(images.reshape(8, -1))
+    with pytest.raises(ValueError, match="channels-last"):
+        tiny().fit(np.stack([images] * 3, -1))
+    assert tiny(max_epochs=1).fit(images.astype(int)).labels_.shape == images.shape
 
 
 @pytest.mark.slow

@@ -63,18 +63,26 @@ class FullyConvEncoder(nn.Module):
         Append the Sobel gradients of the grey level to the input
         (:func:`sobel_channels`) before the first block; ``in_channels`` is
         then the count without them.
+    restarts : int, default=1
+        Independent copies trained side by side (see :mod:`skmic.nn.stacked`):
+        grouped convolutions over ``(n, restarts * in_channels, H, W)``
+        inputs, each copy's Sobel channels from its own input;
+        ``out_features`` stays the width of one copy's output.
     """
 
-    def __init__(self, in_channels, channels=(32, 64, 128), n_pool=2, *, sobel=False):
+    def __init__(self, in_channels, channels=(32, 64, 128), n_pool=2, *, sobel=False, restarts=1):
         super().__init__()
-        self.sobel = sobel
-        in_channels = in_channels + 2 if sobel else in_channels
+        self.sobel, self.restarts, self.in_channels = sobel, restarts, in_channels
         if n_pool > len(channels):
             raise ValueError(f"n_pool={n_pool} exceeds the number of blocks ({len(channels)}).")
         layers = []
-        width = in_channels
+        width = in_channels + 2 if sobel else in_channels
         for i, out in enumerate(channels):
-            layers += [nn.Conv2d(width, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(restarts * width, restarts * out, 3, padding=1, bias=False, groups=restarts),
+                nn.BatchNorm2d(restarts * out),
+                nn.ReLU(inplace=True),
+            ]
             if i < n_pool:
                 layers.append(nn.MaxPool2d(2))
             width = out
@@ -83,7 +91,10 @@ class FullyConvEncoder(nn.Module):
         self.stride = 2**n_pool
 
     def forward(self, x):
-        return self.blocks(sobel_channels(x) if self.sobel else x)
+        if self.sobel:  # each restart's gradients from its own channels
+            n, _, h, w = x.shape
+            x = sobel_channels(x.reshape(n * self.restarts, self.in_channels, h, w)).view(n, -1, h, w)
+        return self.blocks(x)
 
 
 def pixel_heads(heads, feature_map):
