@@ -115,6 +115,16 @@ class Restarts:
         records = result.history if self.n_restarts > 1 else [restart_record(r, [0]) for r in result.history]
         self.history = continue_history(self.history, records)
 
+    def reset_main_heads(self):
+        """Re-initialise every restart's main sub-heads (from its own generator); drop their Adam state.
+
+        The trunk and the over-clustering heads keep their weights: fresh
+        main heads learn on a trained trunk (IICSegmentation's ``head_reset``).
+        """
+        self.net.main.reset(self.generators)
+        for param in self.net.main.parameters():
+            self.optimizer.state.pop(param, None)
+
     def select(self, k):
         """Restart ``k`` alone (or the restarts in the sequence ``k``, stacked in that order).
 

@@ -133,6 +133,15 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         Feed the network the Sobel x/y gradients of the grey level as two
         extra channels, as the paper did on COCO-Stuff; gradients expose
         orientation and edges, which is what separates textures.
+    head_reset : float or None, default=None
+        Re-initialise the main sub-heads once, after this fraction of the
+        ``max_epochs`` (fresh N(0, 0.01) weights, their Adam state dropped),
+        and train them on with the trunk and over-clustering heads trained so
+        far; None never does. Main heads trained from the start settle early
+        on partitions that merge textures or spend a cluster on region
+        borders, and climb out slowly; in one trial fresh heads on a trained
+        trunk did better (see the user guide). With ``n_init > 1`` the
+        restarts are compared at the reset and only the best one trains on.
     n_repeats : int, default=2
         Perturbed copies of each image per mini-batch.
     lamb : float, default=1.0
@@ -192,8 +201,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         finishes with the model trained so far. A
         :class:`~skmic.Checkpoint` among them saves the training state to a
         file and resumes a killed run from it. A KeyboardInterrupt while
-        training also keeps the model trained so far (see
-        :meth:`~skmic._base.BaseTorchEstimator.fit`).
+        training also keeps the model trained so far, with a warning.
 
     Attributes
     ----------
@@ -273,6 +281,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
         "displacement": [Interval(numbers.Integral, 0, None, closed="left")],
         "reduction": [StrOptions({"mean", "sum"})],
+        "head_reset": [Interval(numbers.Real, 0, 1, closed="neither"), None],
         "sobel": ["boolean"],
         "n_repeats": [Interval(numbers.Integral, 1, None, closed="left")],
         "lamb": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -310,6 +319,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         displacement=1,
         reduction="mean",
         sobel=True,
+        head_reset=None,
         n_repeats=2,
         lamb=1.0,
         image_shape=None,
@@ -338,6 +348,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         self.displacement = displacement
         self.reduction = reduction
         self.sobel = sobel
+        self.head_reset = head_reset
         self.n_repeats = n_repeats
         self.lamb = lamb
         self.image_shape = image_shape
@@ -425,11 +436,18 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
 
     def _fit(self, X):
         Xt = self._as_tensor(X).float()
-        # every restart at once, as one stacked network (skmic._restarts)
+        n_epochs = self.max_epochs_
+        first = n_epochs if self.head_reset is None else min(n_epochs, max(1, round(self.head_reset * n_epochs)))
+        # every restart at once, as one stacked network (skmic._restarts); with a head
+        # reset the restarts are compared at the reset and only the best trains on
         run, self.head_losses_, self.restart_losses_ = fit_restarts(
-            _PixelRestarts, self, Xt, self._perturbation(), restart_seeds(torch.initial_seed(), self.n_init),
-            self.max_epochs_,
+            _PixelRestarts, self, Xt, self._perturbation(), restart_seeds(torch.initial_seed(), self.n_init), first,
         )
+        control = getattr(self, "_training_control", None)
+        if first < n_epochs and not (control is not None and control.ended):
+            run.reset_main_heads()
+            run.train(n_epochs - first)
+            self.head_losses_ = run.head_losses()[0].cpu().numpy()
         self._keep(run, X)
 
     def _fit_warm(self, X):

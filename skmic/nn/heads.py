@@ -1,5 +1,6 @@
 """IIC's clustering heads and the network that carries them."""
 
+import torch
 from torch import nn
 
 from .stacked import linear
@@ -30,6 +31,19 @@ class ClusterHeads(nn.Module):
         if HEAD_INIT_STD is not None:
             nn.init.normal_(self.linear.weight, 0.0, HEAD_INIT_STD)
             nn.init.zeros_(self.linear.bias)
+
+    def reset(self, generators):
+        """Draw the weights afresh as at construction (zero bias), restart ``k`` from ``generators[k]``.
+
+        Needs ``HEAD_INIT_STD``; one generator per restart keeps restart
+        ``k`` of a stack equal to a lone network reset with its generator.
+        """
+        weight = self.linear.weight
+        with torch.no_grad():
+            blocks = weight.view(self.restarts, -1, weight.shape[-1])
+            for block, generator in zip(blocks, generators):
+                block.normal_(0.0, HEAD_INIT_STD, generator=generator)
+            self.linear.bias.zero_()
 
     def forward(self, h):
         logits = self.linear(h).view(-1, self.restarts * self.n_heads, self.n_clusters)
