@@ -51,7 +51,7 @@ models = {
 accuracy = {}
 for name, model in models.items():
     with warnings.catch_warnings():
-        # a short budget may stop DEC before its tol criterion
+        # a short budget may stop DEC before its label_change_tol criterion
         warnings.simplefilter("ignore", ConvergenceWarning)
         labels = model.fit_predict(X)
     accuracy[name] = cluster_accuracy(y, labels)

@@ -21,7 +21,9 @@ from tqdm.auto import tqdm
 
 from .exceptions import TrainingDivergedError
 
-__all__ = ["Checkpoint", "TrainingControl", "TrainingResult", "adam", "batches", "continue_history", "train"]
+__all__ = [
+    "Checkpoint", "TrainingControl", "TrainingResult", "adam", "batches", "continue_history", "announce_run", "train",
+]
 
 
 @dataclass
@@ -106,6 +108,17 @@ def batches(n_samples, batch_size, *, generator=None, device="cpu", shuffle=True
 def continue_history(history, records):
     """``history`` followed by ``records`` of a later training, their epochs numbered on."""
     return list(history) + [dict(r, epoch=r["epoch"] + len(history)) for r in records]
+
+
+def announce_run(verbose, estimator, index, n_runs):
+    """With ``verbose >= 1`` and several runs, say on standard error which run starts (``index`` from 0).
+
+    For the estimators whose ``n_init`` runs train one after another, each
+    with its own progress bars; the line goes through tqdm, so that it does
+    not break a bar.
+    """
+    if verbose >= 1 and n_runs > 1:
+        tqdm.write(f"{type(estimator).__name__}: run {index + 1} of {n_runs}", file=sys.stderr)
 
 
 def adam(params, lr):

@@ -13,7 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from ._base import (
     CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_layer_sizes,
 )
-from ._training import batches, continue_history, train
+from ._training import announce_run, batches, continue_history, train
 from .exceptions import TrainingDivergedError
 from .kmeans import kmeans
 from .nn.autoencoder import Autoencoder, Encoder
@@ -72,8 +72,8 @@ class DECClustering(
        ``KL(P || Q)`` between the Student's t soft assignment ``Q`` and the
        sharpened target ``P = q^2 / f`` (normalised), recomputed on the
        **whole** dataset every ``update_interval`` iterations; training stops
-       when fewer than ``tol`` of the labels change between two updates, or
-       after ``max_epochs`` epochs.
+       when fewer than ``label_change_tol`` of the labels change between two
+       updates, or after ``max_epochs`` epochs.
 
     With ``reconstruction_weight > 0`` the decoder is kept and its loss is
     added (IDEC, Guo et al. 2017), which preserves the local structure of
@@ -103,6 +103,8 @@ class DECClustering(
     Parameters
     ----------
     n_clusters : int, default=8
+        Number of clusters (centroids); scikit-learn's default, as in every
+        skmic clusterer.
     rescale_input : bool or "auto", default="auto"
         Multiply the data by one constant, ``1 / sqrt(mean(X ** 2))`` of the
         training data, so that ``(1/d) ||x||^2`` is 1 on average, as the paper
@@ -130,7 +132,10 @@ class DECClustering(
         optimizer steps a stage (10 to 200 epochs): 200 on scikit-learn's
         digits, 40 on 10,000 MNIST images.
     pretrain_optimizer : {"adam", "sgd"}, default="adam"
+        Optimizer of every pretraining stage. Adam converges in far fewer
+        steps than the paper's SGD, as popular reimplementations found.
     pretrain_learning_rate : float, default=1e-3
+        Learning rate of the pretraining optimizer (Adam's usual 1e-3).
     dropout : float, default=0.2
         Input corruption of the denoising autoencoders (greedy pretraining).
     pretrained_encoder : torch.nn.Module, default=None
@@ -152,26 +157,22 @@ class DECClustering(
         within-cluster over total sum of squares under its own labels
         (``restart_losses_``), is kept, the way k-means keeps its
         restart of lowest inertia. Not in the paper, whose results vary
-        with the pretraining: on scikit-learn digits greedy DEC's ACC ranged
-        from 0.74 to 0.91 over 5 seeds. The compactness is a weak guide
-        there: the most compact run was the best one, but the second most
-        compact was the worst (benchmarks/results/dec_compactness_digits_cpu.md);
-        no other unsupervised score tried did better.
+        with the pretraining; the compactness is a weak but the best found
+        guide to the better run (the user guide's DEC page has the study).
+        One by default, because each run costs a full fit.
         Costs ``n_init`` times the fit time: unlike IIC's restarts the
         runs train one after another, not as one stacked network, because
-        each stops on its own (``tol``) and a stopped run would still move
-        under SGD's momentum inside a shared optimizer step.
+        each stops on its own (``label_change_tol``) and a stopped run would
+        still move under SGD's momentum inside a shared optimizer step.
     update_interval : int, default=140
-        Optimizer steps (mini-batches) between two updates of the target distribution (140 as
-        popular reimplementations use on MNIST; the paper: 160). On small
-        datasets this is many epochs, but shorter was not better: on
-        scikit-learn digits (7 batches an epoch, seed 0, measured without
-        ``rescale_input``, end-to-end pretraining) an update every
-        epoch (7) gave ACC 0.775, 140 gave 0.818, 280 gave 0.816 and 700
-        gave 0.810, from 0.765 at the k-means initialisation.
-    tol : float, default=0.001
-        Stop when the fraction of labels that changed between two updates
-        is below ``tol``.
+        Optimizer steps (mini-batches) between two updates of the target
+        distribution (140 as popular reimplementations use on MNIST; the
+        paper: 160). On small datasets this is many epochs, but shorter
+        was not better in our measurements (the user guide's DEC page).
+    label_change_tol : float, default=0.001
+        Stop when the fraction of labels that changed between two target
+        updates is below this (the paper's tolerance, 0.1%). Not a centre
+        shift, hence not scikit-learn's ``tol``.
     reconstruction_weight : float, default=0.0
         0 is DEC. A positive weight ``w`` minimises
         ``KL(P || Q) + w * reconstruction MSE`` (IDEC: ``L_rec + 0.1 KL``,
@@ -197,9 +198,11 @@ class DECClustering(
         channels-last photos) need no ``image_shape``: it is read from
         ``X`` (``image_shape_``).
     batch_size : int, default=256
+        Samples per mini-batch of pretraining and clustering (the paper's
+        256).
     max_epochs : int or "auto", default="auto"
-        Upper bound on the epochs of the clustering phase (the ``tol``
-        criterion usually ends it first). "auto": about 20,000 optimizer
+        Upper bound on the epochs of the clustering phase (the
+        ``label_change_tol`` criterion usually ends it first). "auto": about 20,000 optimizer
         steps, at most 1000 epochs (the bound of popular reimplementations:
         73 epochs on 70,000 MNIST images, 1000 on scikit-learn's digits).
     learning_rate : float, default=0.01
@@ -241,9 +244,9 @@ class DECClustering(
         Centroids in the embedding space.
     n_iter_ : int
         Epochs of the clustering phase (the last one possibly partial, when
-        the ``tol`` criterion stopped it within the epoch).
+        the ``label_change_tol`` criterion stopped it within the epoch).
     converged_ : bool
-        Whether the ``tol`` criterion stopped training.
+        Whether the ``label_change_tol`` criterion stopped training.
     history_ : list of dict
         One record per epoch of the clustering phase: ``epoch``, ``loss``
         (the mean mini-batch loss) and, once two target updates were made,
@@ -321,7 +324,7 @@ class DECClustering(
         "kmeans_n_init": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
         "update_interval": [Interval(numbers.Integral, 1, None, closed="left")],
-        "tol": [Interval(numbers.Real, 0, 1, closed="both")],
+        "label_change_tol": [Interval(numbers.Real, 0, 1, closed="both")],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "reconstruction_weight": [Interval(numbers.Real, 0, None, closed="left")],
         "image_shape": [tuple, list, None],
@@ -348,7 +351,7 @@ class DECClustering(
         kmeans_n_init=20,
         n_init=1,
         update_interval=140,
-        tol=0.001,
+        label_change_tol=0.001,
         reconstruction_weight=0.0,
         perturbation="auto",
         image_shape=None,
@@ -375,7 +378,7 @@ class DECClustering(
         self.kmeans_n_init = kmeans_n_init
         self.n_init = n_init
         self.update_interval = update_interval
-        self.tol = tol
+        self.label_change_tol = label_change_tol
         self.reconstruction_weight = reconstruction_weight
         self.perturbation = perturbation
         self.image_shape = image_shape
@@ -458,7 +461,8 @@ class DECClustering(
         augment = self._augmentation(Xt, generator)
         control = getattr(self, "_training_control", None)
         runs = []
-        for _ in range(self.n_init):
+        for index in range(self.n_init):
+            announce_run(self.verbose, self, index, self.n_init)
             encoder, pretrain_history = self._pretrained_encoder(Xt, augment, generator)
             z = self._embed(encoder, Xt)
             if not torch.isfinite(z).all():
@@ -499,9 +503,9 @@ class DECClustering(
         self._n_features_out = int(self.cluster_centers_.shape[1])
         if run["stop_reason"] is None:  # neither converged nor stopped by the user
             warnings.warn(
-                f"DECClustering did not converge: more than tol={self.tol} of the labels "
-                f"still changed after max_epochs={self.max_epochs_} epochs. "
-                "Increase max_epochs or tol.",
+                f"DECClustering did not converge: more than label_change_tol={self.label_change_tol} "
+                f"of the labels still changed after max_epochs={self.max_epochs_} epochs. "
+                "Increase max_epochs or label_change_tol.",
                 ConvergenceWarning,
             )
 
@@ -584,7 +588,7 @@ class DECClustering(
             if state["labels"] is not None:
                 state["delta"] = float((labels != state["labels"]).float().mean())
             state["p"], state["labels"] = target_distribution(q), labels
-            return state["delta"] is not None and state["delta"] < self.tol
+            return state["delta"] is not None and state["delta"] < self.label_change_tol
 
         def on_epoch_end(record):
             if state["delta"] is not None:

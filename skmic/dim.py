@@ -84,6 +84,8 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         channels-last photos) need no ``image_shape``: it is read from
         ``X`` (``image_shape_``).
     conv_channels : tuple of int, default=(32, 64, 128)
+        Widths of the conv blocks of the image encoder (the last block's
+        map is ``M``); the small VGG-like trunk of :class:`IICClustering`.
     hidden_layer_sizes : tuple of int, default=(512,)
         Layers between the local map and the code.
     token_channels : int, default=16
@@ -108,11 +110,16 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         Also the number of negatives (minus one) per positive (128 for
         images, 64 for tabular data).
     max_epochs : int, default=30
+        Epochs of training; 30 converges the default objective on datasets
+        of a few thousand images within a CPU budget.
     learning_rate : float, default=1e-3
         Adam's learning rate (the paper: 1e-4; larger converges within a
         CPU budget).
     device : str or torch.device, default="auto"
+        "auto" uses CUDA when available, else the CPU.
     random_state : int, RandomState instance or None, default=None
+        Seed of initialisation, perturbations, negatives and shuffling; the
+        same seed gives the same codes on the CPU.
     verbose : int, default=0
         0: silent; 1: a progress bar; 2: one line per epoch as well.
     warm_start : bool, default=False

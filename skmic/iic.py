@@ -251,7 +251,7 @@ class IICClustering(
       every step (``head_training="joint"``), over-clustering uses 10x the
       clusters, and mini-batches hold 32 samples: the settings that gave the
       best and most stable accuracy per unit of compute in a sweep on
-      scikit-learn's digits (``benchmarks/results/iic_sweep_*``).
+      scikit-learn's digits (the user guide has the sweep).
 
     ``score`` is the mutual information of the clustering between the data
     and its perturbation; it grows with the number of clusters (at most ``ln n_clusters``), so compare it only

@@ -123,7 +123,10 @@ def _relocate_empty(X, centers, counts, dist):
         centers[r, empty] = X[far]
 
 
-def kmeans(X, n_clusters, *, n_init=10, max_iter=300, tol=1e-4, init="k-means++", generator=None, verbose=0):
+def kmeans(
+    X, n_clusters, *, n_init=10, max_iter=300, tol=1e-4, init="k-means++", generator=None, verbose=0,
+    return_history=False,
+):
     """k-means on a tensor, on the tensor's device, with ``n_init`` restarts.
 
     Parameters
@@ -147,6 +150,8 @@ def kmeans(X, n_clusters, *, n_init=10, max_iter=300, tol=1e-4, init="k-means++"
         0: silent; 1: one line per restart on standard error (its inertia
         and iterations, and which is kept); 2: also one line per Lloyd
         iteration.
+    return_history : bool, default=False
+        Also return the winning restart's history.
 
     Returns
     -------
@@ -156,6 +161,11 @@ def kmeans(X, n_clusters, *, n_init=10, max_iter=300, tol=1e-4, init="k-means++"
         Sum of squared distances to the nearest centre.
     n_iter : int
         Lloyd iterations of the winning restart.
+    history : list of dict
+        Only with ``return_history``: one record per Lloyd iteration of the
+        winning restart, ``epoch`` (the iteration, from 1) and ``loss`` (the
+        inertia of that iteration's assignment step, before its centres
+        moved).
 
     See Also
     --------
@@ -190,9 +200,12 @@ def kmeans(X, n_clusters, *, n_init=10, max_iter=300, tol=1e-4, init="k-means++"
     n_iter = torch.zeros(n_init, dtype=torch.long)
     active = torch.arange(n_init, device=X.device)
     prev_labels = torch.full((n, n_init), -1, dtype=torch.long, device=X.device)
+    inertias = []  # (active restarts, their inertia) of every iteration, with return_history
     for it in range(max_iter):
         sub = centers[active]
         dist, labels = _sq_dist_min(Xc, x_sq, sub)
+        if return_history:
+            inertias.append((active, dist.double().sum(0)))
         sums, counts = _centre_sums(Xc, labels, len(active), n_clusters)
         new = sums / counts.clamp_min(1)[:, :, None].to(Xc.dtype)
         keep_old = (counts == 0)[:, :, None]
@@ -219,12 +232,14 @@ def kmeans(X, n_clusters, *, n_init=10, max_iter=300, tol=1e-4, init="k-means++"
             kept = " (kept)" if r == best else ""
             print(f"k-means restart {r + 1}/{n_init}: inertia {float(inertia[r]):.6g} after "
                   f"{int(n_iter[r])} iteration(s){kept}", file=sys.stderr)
-    return (
-        centers[best] + mean,
-        labels[:, best].clone(),
-        float(inertia[best]),
-        int(n_iter[best]),
-    )
+    result = (centers[best] + mean, labels[:, best].clone(), float(inertia[best]), int(n_iter[best]))
+    if not return_history:
+        return result
+    history = [
+        {"epoch": it + 1, "loss": float(values[(restarts == best).nonzero()[0, 0]])}
+        for it, (restarts, values) in enumerate(inertias[: int(n_iter[best])])
+    ]
+    return (*result, history)
 
 
 def nearest(X, centers):
@@ -273,7 +288,11 @@ class KMeansBaseline(
     inertia_ : float
         Sum of squared distances of the training samples to their centre.
     n_iter_ : int
-        Lloyd iterations of the kept restart.
+        Lloyd iterations of the kept restart (each a pass over the data: its
+        epochs).
+    history_ : list of dict
+        One record per Lloyd iteration of the kept restart: ``epoch`` and
+        ``loss``, the inertia of that iteration's assignment.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Defined when ``X`` has string column names.
@@ -356,7 +375,7 @@ class KMeansBaseline(
         Xt = self._as_tensor(X)
         generator = self._make_generator()
         init = self.init if isinstance(self.init, str) else torch.as_tensor(np.asarray(self.init))
-        centers, labels, inertia, n_iter = kmeans(
+        centers, labels, inertia, n_iter, history = kmeans(
             Xt,
             self.n_clusters,
             n_init=self.n_init,
@@ -365,11 +384,13 @@ class KMeansBaseline(
             init=init,
             generator=generator,
             verbose=self.verbose,
+            return_history=True,
         )
         self.cluster_centers_ = centers.cpu().numpy()
         self.labels_ = labels.cpu().numpy()
         self.inertia_ = inertia
         self.n_iter_ = n_iter
+        self.history_ = history
         self._n_features_out = self.n_clusters
         distinct = len(np.unique(self.labels_))
         if distinct < self.n_clusters:

@@ -114,9 +114,8 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         convolutions, :mod:`skmic.nn.stacked`), one optimizer step for all,
         each from its own seed: restart ``k`` is the training a single
         restart with its seed would give (the mechanism of
-        :class:`IICClustering`). One by default: on the CPU budget of the
-        benchmark (10 minutes a fit) the steps were worth more than a
-        second restart.
+        :class:`IICClustering`). One by default: within a CPU budget the
+        steps were worth more than a second restart (the user guide).
     displacement : int, default=1
         ``d``: pixels are paired with every pixel of the perturbed output
         within ``d`` along each axis, ``(2d + 1)^2`` displacements, counted
@@ -146,6 +145,10 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         Perturbed copies of each image per mini-batch.
     lamb : float, default=1.0
         Exponent of the marginals in the loss; 1 is exact mutual information.
+    image_shape : tuple of int, default=None
+        ``(C, H, W)`` or ``(H, W)`` when ``X`` holds the images as flat
+        rows; None for images given as an array of shape ``(n, H, W)`` or
+        ``(n, C, H, W)``, whose shape is read from ``X``.
     conv_channels : tuple of int, default=(32, 64, 128)
         Widths of the conv blocks of the fully convolutional encoder.
     n_pool : int, default=2
@@ -175,9 +178,8 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         Epochs per restart; "auto" trains for about 800 optimizer steps
         (``ceil(800 / steps_per_epoch)`` epochs, at least 5).
     learning_rate : float, default=1e-2
-        Adam's learning rate. On the texture mosaics 1e-2 trained both
-        heads markedly faster than 3e-3 (over-clustering heads' many-to-one
-        pixel accuracy 0.84 against 0.54 after 30 epochs of 100 images).
+        Adam's learning rate; on the texture mosaics it trained both heads
+        markedly faster than 3e-3 (the user guide has the trial).
     device : str or torch.device, default="auto"
         "auto" uses CUDA when available, else the CPU.
     random_state : int, RandomState instance or None, default=None
@@ -256,7 +258,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
     ``score`` is the mutual information of the best head averaged over
     displacements; at most ``ln n_clusters``.
 
-    Measured (``benchmarks/results/segmentation_mosaics4_cpu``): on 4-class
+    Measured (the results page, ``segmentation_mosaics4_cpu``): on 4-class
     64x64 texture mosaics the defaults reach a median pixel accuracy of
     0.49 over 3 seeds (k-means on 7x7 patches: 0.30), short of the 0.9 the
     project aimed at; the over-clustering heads separate the textures

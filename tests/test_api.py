@@ -1,19 +1,23 @@
 """One vocabulary across the estimators: the same name means the same thing everywhere."""
 
 import inspect
+import warnings
 
 import numpy as np
 import pytest
 from sklearn.model_selection import GridSearchCV
 
-from skmic import DECClustering, DeepInfoMaxEmbedder, IICClustering, KMeansBaseline
+from numpydoc.docscrape import ClassDoc
+
+from skmic import Checkpoint, DECClustering, DeepInfoMaxEmbedder, IICClustering, IICSegmentation, KMeansBaseline
+from skmic.datasets import make_texture_mosaics
 from skmic.exceptions import TrainingDivergedError
 
 from test_common import tiny_estimators
 
 #: estimator -> (the grid GridSearchCV searches, fitted attributes it must have)
 TABLE = {
-    "KMeansBaseline": ({"n_clusters": [2, 3]}, ["labels_", "n_iter_", "cluster_centers_"]),
+    "KMeansBaseline": ({"n_clusters": [2, 3]}, ["labels_", "n_iter_", "history_", "cluster_centers_"]),
     "IICClustering": ({"learning_rate": [1e-2, 1e-3]}, ["labels_", "n_iter_", "network_", "history_", "restart_losses_"]),
     "DECClustering": ({"degrees_of_freedom": [1.0, 2.0]}, ["labels_", "n_iter_", "network_", "history_", "restart_losses_"]),
     "DeepInfoMaxEmbedder": ({"learning_rate": [1e-2, 1e-3]}, ["n_iter_", "network_", "history_"]),
@@ -25,6 +29,10 @@ DEEP = SHARED | {"batch_size", "max_epochs", "learning_rate", "warm_start", "cal
 
 #: names that must not come back (one name per concept)
 RETIRED = {"n_restarts", "alpha", "beta", "gamma", "max_iter_", "encoder_"}
+
+#: parameters whose name says one thing: ``tol`` is a relative centre shift
+#: (scikit-learn's KMeans), never a fraction of changed labels
+TOL_MEANING = {"KMeansBaseline": "tol", "DECClustering": "label_change_tol"}
 
 
 def by_name():
@@ -57,9 +65,10 @@ def test_fitted_attributes_and_score(name, X):
     for attribute in attributes:
         assert hasattr(est, attribute), f"{name} has no {attribute}"
     assert isinstance(est.n_iter_, int) and est.n_iter_ >= 1
-    if hasattr(est, "history_"):  # one record per epoch, numbered
-        assert [r["epoch"] for r in est.history_] == list(range(1, est.n_iter_ + 1))
-        assert all("loss" in r for r in est.history_)
+    # one record per epoch (k-means: per Lloyd iteration, its pass over the data), numbered,
+    # each with the epoch's loss as a number
+    assert [r["epoch"] for r in est.history_] == list(range(1, est.n_iter_ + 1))
+    assert all(isinstance(r["loss"], float) and np.isfinite(r["loss"]) for r in est.history_)
     score = est.score(X)
     assert isinstance(score, float) and np.isfinite(score)
 
@@ -94,3 +103,54 @@ def test_segmentation_shares_the_vocabulary():
     assert DEEP | {"n_init", "n_clusters", "n_heads", "overclustering"} <= params
     assert not params & RETIRED
     assert inspect.signature(IICSegmentation).parameters["n_clusters"].default == 8
+
+
+def test_tol_has_one_meaning():
+    for name, param in TOL_MEANING.items():
+        assert param in by_name()[name].get_params()
+    assert "tol" not in DECClustering().get_params()
+
+
+#: every public estimator, with input it fits in a second
+def _quick_fits():
+    X = np.random.default_rng(0).normal(size=(60, 4))
+    images = make_texture_mosaics(4, size=16, n_classes=2, random_state=0)[0]
+    seg = IICSegmentation(n_clusters=2, n_init=2, n_heads=1, max_epochs=1, conv_channels=(4,), n_pool=1,
+                          batch_size=4, device="cpu", random_state=0)
+    return [(e.set_params(**({"n_init": 2} if "n_init" in e.get_params() else {})), X) for e in tiny_estimators()] + [
+        (seg, images)
+    ]
+
+
+@pytest.mark.parametrize("est, X", _quick_fits(), ids=lambda v: type(v).__name__ if hasattr(v, "fit") else "")
+def test_verbose_1_reports_progress_and_0_is_silent(est, X, capfd):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tiny fits: convergence warnings are expected
+        est.set_params(verbose=0).fit(X)
+        assert capfd.readouterr() == ("", "")
+        est.set_params(verbose=1).fit(X)
+    out, err = capfd.readouterr()
+    assert out == "" and err.strip(), "verbose=1 writes its progress to standard error"
+    if isinstance(est, DECClustering):  # its runs train one after another: numbered
+        assert "DECClustering: run 2 of 2" in err
+
+
+PUBLIC = [KMeansBaseline, IICClustering, DECClustering, DeepInfoMaxEmbedder, IICSegmentation, Checkpoint]
+
+
+@pytest.mark.parametrize("cls", PUBLIC, ids=lambda c: c.__name__)
+def test_every_parameter_is_documented(cls):
+    """The Parameters section names every parameter of ``__init__``, with its default and a description."""
+    documented = {}
+    for param in ClassDoc(cls)["Parameters"]:
+        for name in param.name.split(","):
+            documented[name.strip()] = param
+    signature = inspect.signature(cls).parameters
+    assert list(documented) == list(signature), "documented in the order of the signature, nothing else"
+    for name, param in signature.items():
+        doc = documented[name]
+        assert " ".join(doc.desc).strip(), f"{cls.__name__}.{name} has no description"
+        if param.default is not inspect.Parameter.empty:
+            assert "default=" in doc.type, f"{cls.__name__}.{name}: the type line gives no default"
+        # results belong to the user guide and the results page, not to a parameter's description
+        assert "benchmarks/" not in " ".join(doc.desc), f"{cls.__name__}.{name} cites a results file"

@@ -29,11 +29,11 @@ def tiny_iic(**kw):
 
 
 def tiny_dec(**kw):
-    # tol=0 never converges, so the clustering phase runs its max_epochs; 120 samples in
+    # label_change_tol=0 never converges, so the clustering phase runs its max_epochs; 120 samples in
     # batches of 32 are 4 steps an epoch, so update_interval=4 updates at epoch starts
     return DECClustering(**{**dict(
         n_clusters=3, hidden_layer_sizes=(16,), n_components=2, pretrain_epochs=4, kmeans_n_init=2,
-        update_interval=4, tol=0.0, max_epochs=6, batch_size=32, device="cpu", random_state=0), **kw})
+        update_interval=4, label_change_tol=0.0, max_epochs=6, batch_size=32, device="cpu", random_state=0), **kw})
 
 
 def tiny_dim(**kw):

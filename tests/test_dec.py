@@ -39,11 +39,11 @@ def test_clusters_blobs_and_api(blobs):
 
 def test_stops_on_tol_and_warns_at_max_epochs(blobs):
     X, _ = blobs
-    dec = tiny(tol=0.5).fit(X)  # half the labels would have to change: stops at the second update
+    dec = tiny(label_change_tol=0.5).fit(X)  # half the labels would have to change: stops at the second update
     # 120 samples in batches of 32: 4 steps an epoch; the second update is at step 5, in epoch 2
     assert dec.converged_ and dec.n_iter_ == 2 and dec.history_[-1]["delta_label"] < 0.5
     with pytest.warns(ConvergenceWarning, match="max_epochs=3"):
-        dec = tiny(tol=0.0, max_epochs=3, update_interval=100).fit(X)
+        dec = tiny(label_change_tol=0.0, max_epochs=3, update_interval=100).fit(X)
     assert not dec.converged_ and dec.n_iter_ == 3
 
 
