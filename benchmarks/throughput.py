@@ -1,5 +1,11 @@
 """Training throughput of IICClustering's stacked restarts, as fractions of this machine's peak.
 
+A benchmark of its own shape (fits of several ``n_init`` interleaved in
+rounds, each round timing the machine's matmul peak), so a script of its own,
+but with the harness's records, results files and table
+(:func:`skmic.benchmark.save_results`, :func:`skmic.benchmark.format_table`),
+and the estimator's public API only.
+
 Example::
 
     python benchmarks/throughput.py --shapes 8x8 28x28 --n-init 1 3 8 --name iic_throughput_cpu
@@ -24,6 +30,7 @@ not depend on the pixels).
 """
 
 import argparse
+import copy
 import shlex
 import sys
 import time
@@ -33,9 +40,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from skmic import IICClustering
-from skmic.benchmark import code_version, load_dataset, save_results
-from skmic.nn.stacked import restart_seeds
-from skmic.perturbations import make_perturbation
+from skmic.benchmark import code_version, format_table, load_dataset, save_results
 
 
 def matmul_gflops(seconds=0.5):
@@ -63,30 +68,34 @@ def images(shape, n, data_home=None):
     return np.ascontiguousarray(X[:n], dtype=np.float32)
 
 
-def step_gflop(est, X, n_init):
-    """FLOPs (GFLOP) of one training step of ``est`` with ``n_init`` stacked restarts.
+def step_gflop(shape, X):
+    """FLOPs (GFLOP) of one training step of one restart of IICClustering's network.
 
-    Counted on one restart and multiplied by ``n_init`` (the restarts are
-    independent copies): torch's counter ignores ``groups`` in the backward
-    pass of a grouped convolution (torch 2.13: ``groups=8`` counts 3.3x the
-    true FLOPs of forward plus backward).
+    The forward and backward pass of the fitted network (trunk, main and
+    over-clustering heads; a one-epoch fit on ``X`` builds it) on one
+    mini-batch of clean and perturbed images, ``batch_size * (1 +
+    n_repeats)`` rows; the perturbation and the loss itself are not
+    counted. ``n_init`` stacked restarts are ``n_init`` times this (they are
+    independent copies), which :func:`measure` uses rather than counting the
+    stacked network: torch's counter ignores ``groups`` in the backward pass
+    of a grouped convolution (torch 2.13: ``groups=8`` counts 3.3x the true
+    FLOPs of forward plus backward).
     """
-    est.image_shape_, est.device_ = (1,) + est.image_shape, torch.device("cpu")
-    est._resolve_defaults(X)
-    Xt = torch.tensor(X)
-    with torch.random.fork_rng():
-        run = est._train_restarts(Xt, make_perturbation(est.perturbation_, est.image_shape_), restart_seeds(0, 1), 0)
-    idx = torch.randperm(len(X))[None, : est.batch_size]
-    run.net.train()
+    est = IICClustering(image_shape=shape, n_init=1, max_epochs=1, device="cpu", random_state=0).fit(X)
+    net = copy.deepcopy(est.network_).train()
+    x = torch.rand(est.batch_size * (1 + est.n_repeats), X.shape[1])
     with FlopCounterMode(display=False) as counter:
-        run.step(idx, "joint").sum().backward()
-    return n_init * counter.get_total_flops() / 1e9
+        h = net(x)
+        heads = [net.main(h)] + ([net.over(h)] if net.over is not None else [])
+        sum(out.sum() for out in heads).backward()
+    return counter.get_total_flops() / 1e9
 
 
 def measure(shape, n_inits, *, samples, epochs, repeats, data_home):
     X = images(shape, samples, data_home)
     label = f"{shape[0]}x{shape[1]} ({len(X)} images)"
-    flops = {r: step_gflop(IICClustering(image_shape=shape), X, r) for r in n_inits}
+    one = step_gflop(shape, X)
+    flops = {r: r * one for r in n_inits}
     runs = []
     for rep in range(repeats):
         peak = matmul_gflops()
@@ -133,8 +142,6 @@ def main(argv=None):
     if args.name:
         print(save_results(runs, args.name, args.out_dir, command=command))
     else:
-        from skmic.benchmark import format_table
-
         print(format_table(runs))
 
 

@@ -53,7 +53,7 @@ def test_image_shape_may_omit_a_single_channel(cls):
 
 
 def test_shift_rotate_is_the_dec_da_papers_augmentation():
-    # the callable benchmarks/dec_da.py built for the DEC-DA results on digits
+    # the callable the retired benchmarks/dec_da.py built for the DEC-DA results on digits
     explicit = ImagePerturbation((1, 8, 8), rotation=10, p_rotation=1.0, scale=[1, 1], shear=0, translate=0.1,
                                  crop=None, brightness=0, contrast=0, noise=0)
     named = make_perturbation("shift-rotate", (8, 8))
