@@ -313,4 +313,4 @@ def test_a_suite_writes_its_table_into_a_file(monkeypatch, tmp_path, capsys):
     with pytest.raises(ValueError, match="must hold the markers"):
         benchmark.write_table_into(readme, "tiny", "t", "p")
     assert main(["benchmark", "--estimators", "kmeans"]) == 2  # no datasets, no suite
-    assert "give --estimators and --datasets, or --suite" in capsys.readouterr().err
+    assert "give --estimators (or --sweep) and --datasets, or --suite" in capsys.readouterr().err
