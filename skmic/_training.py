@@ -425,7 +425,9 @@ def train(
             result.history, result.n_epochs, result.n_steps = list(saved["history"]), saved["epoch"], saved["n_steps"]
             result.stopped_early, result.stop_reason = saved["stop_reason"] is not None, saved["stop_reason"]
             best, stale = saved["best"], saved["stale"]
-            if saved["complete"]:
+            if saved["complete"]:  # restored, not trained: leave the modules in eval mode, as training does
+                for module in modules:
+                    module.eval()
                 return result
     for module in modules:
         module.train()

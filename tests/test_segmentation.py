@@ -373,8 +373,9 @@ def test_callbacks_interrupt_and_checkpoint(mosaics, tmp_path):
     assert not path.exists() and resumed.n_iter_ == 5
     np.testing.assert_allclose([r["loss"] for r in resumed.history_], [r["loss"] for r in straight.history_],
                                rtol=1e-5)
-    # the same model up to float32 rounding (a few near-tie pixels of this tiny model may flip)
-    np.testing.assert_allclose(resumed.predict_proba(images), straight.predict_proba(images), atol=1e-3)
+    # the same model (a restored stage leaves the network in eval mode, so the head losses
+    # computed after it do not move BatchNorm's running statistics)
+    np.testing.assert_array_equal(resumed.labels_, straight.labels_)
 
 
 def test_input_is_not_modified(mosaics):
