@@ -27,6 +27,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._data import Rows, StreamedArray, is_streamed, read_rows, take_rows
 from ._training import TrainingControl
 from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
 
@@ -270,8 +271,8 @@ def check_input_scale(X, dtype):
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features)
-        Finite floats.
+    X : ndarray of shape (n_samples, n_features) or StreamedArray
+        Finite floats; of a streamed source, the statistics of its scan.
     dtype : numpy dtype
         The dtype the estimator computes in.
 
@@ -280,10 +281,12 @@ def check_input_scale(X, dtype):
     ValueError
         Naming the largest magnitude and what to do.
     """
-    if X.size == 0:
+    n, d = X.shape
+    if n * d == 0:
         return
+    streamed = isinstance(X, StreamedArray)
     info = np.finfo(dtype)
-    largest = float(np.max(np.abs(X)))
+    largest = _largest(X)
     if largest == 0:
         return
     advice = "rescale X, e.g. with sklearn.preprocessing.StandardScaler"
@@ -292,16 +295,20 @@ def check_input_scale(X, dtype):
             f"X's values are too small for {np.dtype(dtype).name} arithmetic: the largest magnitude is "
             f"{largest:.3g}, whose square underflows below {info.tiny:.3g}; {advice}."
         )
-    limit = math.log(float(info.max)) - math.log(_SQUARE_HEADROOM * X.shape[0])
-    if 2 * math.log(largest) + math.log(X.shape[1]) < limit:
+    limit = math.log(float(info.max)) - math.log(_SQUARE_HEADROOM * n)
+    if 2 * math.log(largest) + math.log(d) < limit:
         return  # the bound R**2 <= d * largest**2 suffices
-    step = max(1, (1 << 20) // X.shape[1])  # rows per chunk: about a million values
-    norm_sq = max(float(np.square(X[s : s + step] / largest, dtype=np.float64).sum(1).max())
-                  for s in range(0, X.shape[0], step))
-    if 2 * math.log(largest) + math.log(norm_sq) >= limit:
+    if streamed:
+        log_norm_sq = X.stats["log_norm_sq"]
+    else:
+        step = max(1, (1 << 20) // d)  # rows per chunk: about a million values
+        norm_sq = max(float(np.square(X[s : s + step] / largest, dtype=np.float64).sum(1).max())
+                      for s in range(0, n, step))
+        log_norm_sq = 2 * math.log(largest) + math.log(norm_sq)
+    if log_norm_sq >= limit:
         raise ValueError(
             f"X's values are too large for {np.dtype(dtype).name} arithmetic: the largest magnitude is "
-            f"{largest:.3g}, and sums of squares over its {X.shape[0]} rows would exceed {float(info.max):.3g}; "
+            f"{largest:.3g}, and sums of squares over its {n} rows would exceed {float(info.max):.3g}; "
             f"{advice}."
         )
 
@@ -329,6 +336,11 @@ def _is_float_data(value):
     return isinstance(value, (float, np.floating)) or (
         isinstance(value, np.ndarray) and value.dtype.kind in "fc"
     )
+
+
+def _largest(X):
+    """The largest magnitude in an in-memory array or a scanned :class:`StreamedArray`."""
+    return (X.stats or X.scan())["largest"] if isinstance(X, StreamedArray) else float(np.max(np.abs(X)))
 
 
 def _same_rows(A, rtol=0.0):
@@ -375,6 +387,11 @@ class BaseTorchEstimator(BaseEstimator):
     #: (else any size with the training channels: a fully convolutional network)
     _fixed_image_size = True
 
+    #: whether ``fit`` and the inference methods read a memmap, an HDF5 or zarr
+    #: array or a row-indexable object in batches (:mod:`skmic._data`)
+    #: instead of validating it into memory
+    _streams_input = False
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
@@ -390,6 +407,8 @@ class BaseTorchEstimator(BaseEstimator):
         whose squares overflow the compute dtype are rejected
         (:func:`check_input_scale`).
         """
+        if self._streams_input and is_streamed(X):
+            return self._validate_streamed(X, reset=reset)
         X, images = self._flatten_images(X, reset=reset)
         try:
             X_checked = validate_data(
@@ -413,6 +432,36 @@ class BaseTorchEstimator(BaseEstimator):
             self.image_shape_ = self._fit_image_shape(images, X_checked.shape[1])
         return X_checked
 
+    def _validate_streamed(self, X, *, reset):
+        """Validate a streamed source (:mod:`skmic._data`); return it as a :class:`StreamedArray`.
+
+        Its dtype must be numeric and its rows of one shape (images as in
+        :meth:`_flatten_images`); ``n_features_in_`` is recorded or checked
+        as for an array. ``fit`` reads every row once to check that it is
+        finite and to check the scale of the values
+        (:func:`check_input_scale`); the inference methods check each batch
+        they read.
+        """
+        source = StreamedArray(X)
+        n, d = source.shape
+        images = None
+        if source.ndim > 2:
+            images = self._image_rows_shape((n,) + source.row_shape, reset=reset)
+        # n_features_in_ and feature names, with scikit-learn's own rules and messages
+        validate_data(self, np.empty((0, d)), reset=reset, ensure_min_samples=0)
+        minimum = self._min_samples if reset else 1
+        if n < minimum:
+            raise ValueError(
+                f"Found array with {n} sample(s) (shape={(n,) + source.row_shape}) while a minimum of "
+                f"{minimum} is required by {type(self).__name__}."
+            )
+        if reset:
+            source.scan()
+            check_input_scale(source, self._compute_dtype or source.dtype)
+            if self._takes_images:
+                self.image_shape_ = self._fit_image_shape(images, d)
+        return source
+
     def _flatten_images(self, X, *, reset):
         """Images as flat rows: ``(X_flat, (C, H, W))``; 2-D input is returned as is, with None.
 
@@ -424,25 +473,31 @@ class BaseTorchEstimator(BaseEstimator):
         ndim = getattr(X, "ndim", None)
         if ndim is None or ndim <= 2:
             return X, None
+        shape = self._image_rows_shape(tuple(X.shape), reset=reset)
+        X = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
+        return X.reshape(len(X), int(np.prod(shape))), shape  # (also with no rows)
+
+    def _image_rows_shape(self, X_shape, *, reset):
+        """``(C, H, W)`` of images in an array of shape ``X_shape`` (:meth:`_flatten_images`'s rule)."""
+        ndim = len(X_shape)
         name = type(self).__name__
         if not self._takes_images:
             raise ValueError(
                 f"{name} takes 2-D input (n_samples, n_features), got an array of shape "
-                f"{tuple(X.shape)}; flatten it with X.reshape(len(X), -1)."
+                f"{X_shape}; flatten it with X.reshape(len(X), -1)."
             )
         if ndim > 4:
             raise ValueError(
                 f"{name} takes images as (n, H, W) or (n, C, H, W) arrays (or flat rows with "
-                f"image_shape), got {ndim} dimensions: shape {tuple(X.shape)}."
+                f"image_shape), got {ndim} dimensions: shape {X_shape}."
             )
-        X = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
-        shape = tuple(int(s) for s in ((1,) + X.shape[1:] if ndim == 3 else X.shape[1:]))
+        shape = tuple(int(s) for s in ((1,) + X_shape[1:] if ndim == 3 else X_shape[1:]))
         if min(shape) == 0:
             raise ValueError(f"{name} got images of shape {shape} (channels, height, width): an axis is empty.")
         if ndim == 4 and shape[2] in (1, 3, 4) and shape[0] not in (1, 3, 4):
             raise ValueError(
                 f"{name} reads 4-D input as (n, channels, height, width), and X of shape "
-                f"{tuple(X.shape)} looks channels-last (n, height, width, channels); pass "
+                f"{X_shape} looks channels-last (n, height, width, channels); pass "
                 "X.transpose(0, 3, 1, 2) (or flat rows with image_shape)."
             )
         fitted = getattr(self, "image_shape_", None)
@@ -457,7 +512,7 @@ class BaseTorchEstimator(BaseEstimator):
                 f"X holds images of shape {shape} (channels, height, width), but {name} was fitted on "
                 + (f"images of shape {fitted}." if fitted else "tabular data (2-D X without image_shape).")
             )
-        return X.reshape(len(X), int(np.prod(shape))), shape  # (also with no rows)
+        return shape
 
     def _fit_image_shape(self, images, n_features):
         """``image_shape_``: the shape of n-D training images, else the ``image_shape`` parameter's.
@@ -596,7 +651,13 @@ class BaseTorchEstimator(BaseEstimator):
             if name not in ("callbacks", "verbose", "device")
             and (value is None or isinstance(value, (str, numbers.Number, tuple, list)))
         }
-        digest = hashlib.sha1(np.ascontiguousarray(X).view(np.uint8)).hexdigest()
+        if isinstance(X, StreamedArray):
+            sha = hashlib.sha1()
+            for _, rows in X.chunks():
+                sha.update(np.ascontiguousarray(rows).view(np.uint8))
+            digest = sha.hexdigest()
+        else:
+            digest = hashlib.sha1(np.ascontiguousarray(X).view(np.uint8)).hexdigest()
         start = self.n_iter_ if warm else None
         return f"{type(self).__name__} {sorted(params.items())!r} {X.shape} {digest} {start}"
 
@@ -646,7 +707,7 @@ class BaseTorchEstimator(BaseEstimator):
         methods = [m for m in self._checked_outputs if hasattr(self, m)]
         if not methods:
             return
-        rows = X[np.unique(np.linspace(0, len(X) - 1, min(len(X), _CHECKED_ROWS)).astype(int))]
+        rows = take_rows(X, np.unique(np.linspace(0, len(X) - 1, min(len(X), _CHECKED_ROWS)).astype(int)))
         if hasattr(self, "feature_names_in_"):
             import pandas as pd
 
@@ -662,7 +723,7 @@ class BaseTorchEstimator(BaseEstimator):
             if len(out) > 1 and not one_hot and _same_rows(out, rtol=1e-6) and not _same_rows(rows):
                 warnings.warn(
                     f"{name}.{method} gives the same output for every training sample although the "
-                    f"samples differ (largest magnitude of X: {float(np.max(np.abs(X))):.3g}): the "
+                    f"samples differ (largest magnitude of X: {_largest(X):.3g}): the "
                     f"fitted model ignores its input. Standardise X (e.g. with "
                     f"sklearn.preprocessing.StandardScaler); for the networks, also try another "
                     f"learning_rate or more epochs.",
@@ -686,6 +747,14 @@ class BaseTorchEstimator(BaseEstimator):
         """A copy of a validated NumPy array on ``device_``, dtype kept."""
         return torch.tensor(X, device=self.device_)  # a copy: the caller's array is never shared
 
+    def _rows(self, X, dtype=torch.float32, scale=None):
+        """The rows of validated ``X`` on ``device_`` (:class:`skmic._data.Rows`).
+
+        An in-memory array is copied to the device once; a streamed source
+        is read a batch at a time.
+        """
+        return Rows(X, self.device_, dtype=dtype, scale=scale)
+
     def _batched(self, fn, X, batch_size=INFERENCE_BATCH_SIZE, dtype=torch.float32):
         """Apply ``fn`` to ``X`` in batches under ``no_grad``; return NumPy.
 
@@ -694,7 +763,7 @@ class BaseTorchEstimator(BaseEstimator):
         fn : callable
             Takes a tensor batch on ``device_`` and returns a tensor (or a
             tuple of tensors) whose first dimension is the batch.
-        X : ndarray of shape (n_samples, n_features)
+        X : ndarray of shape (n_samples, n_features) or StreamedArray
         batch_size : int
         dtype : torch.dtype
             The dtype the batches are given to ``fn`` in.
@@ -702,7 +771,8 @@ class BaseTorchEstimator(BaseEstimator):
         outputs = []
         with torch.no_grad():
             for start in range(0, X.shape[0], batch_size):
-                batch = torch.tensor(X[start : start + batch_size], dtype=dtype, device=self.device_)
+                part = read_rows(X, start, start + batch_size)
+                batch = torch.tensor(part, dtype=dtype, device=self.device_)
                 outputs.append(fn(batch))
         if isinstance(outputs[0], tuple):
             return tuple(torch.cat(parts).cpu().numpy() for parts in zip(*outputs))

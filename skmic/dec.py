@@ -13,6 +13,8 @@ from sklearn.exceptions import ConvergenceWarning
 from ._base import (
     CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_layer_sizes,
 )
+from ._data import Rows
+from ._data import mean_square as mean_square_of
 from ._training import announce_run, batches, continue_history, train
 from .exceptions import TrainingDivergedError
 from .kmeans import kmeans
@@ -23,23 +25,36 @@ from .perturbations import PERTURBATIONS, check_perturbation, make_perturbation
 __all__ = ["DECClustering"]
 
 
+#: rows per forward pass of DEC's passes over all the data (embedding, target)
+_PASS_ROWS = 4096
+
+
 def compactness(z, labels, n_clusters):
     """Within-cluster sum of squares of ``z`` over its total sum of squares.
 
     0 when every cluster is a point, 1 when the clusters' means coincide (or
     ``z`` is constant). Scale-free, so embeddings of different restarts
-    compare.
+    compare. ``z`` is a tensor or :class:`~skmic._data.Rows` (two passes,
+    in float64).
     """
-    counts = torch.bincount(labels, minlength=n_clusters).clamp_min(1).to(z.dtype)
-    means = torch.zeros(n_clusters, z.shape[1], dtype=z.dtype, device=z.device).index_add_(0, labels, z)
-    within = ((z - (means / counts[:, None])[labels]) ** 2).sum()
-    total = ((z - z.mean(0)) ** 2).sum()
-    return float(within / total) if total > 0 else 1.0
+    z = z if isinstance(z, Rows) else Rows(z, z.device, dtype=z.dtype)
+    n, d = z.shape
+    counts = torch.bincount(labels, minlength=n_clusters).clamp_min(1).double()
+    sums = torch.zeros(n_clusters, d, dtype=torch.float64, device=z.device)
+    for s, zb in z.chunks(_PASS_ROWS):
+        sums.index_add_(0, labels[s : s + len(zb)], zb.double())
+    means, mean = sums / counts[:, None], sums.sum(0) / n
+    within = total = 0.0
+    for s, zb in z.chunks(_PASS_ROWS):
+        within += float(((zb.double() - means[labels[s : s + len(zb)]]) ** 2).sum())
+        total += float(((zb.double() - mean) ** 2).sum())
+    return within / total if total > 0 else 1.0
 
 
 def _rms(z):
-    """Root mean square of the entries of ``z`` (in float64)."""
-    return float(z.double().pow(2).mean().sqrt())
+    """Root mean square of the entries of ``z`` (:class:`~skmic._data.Rows`), in float64."""
+    total = sum(float(zb.double().pow(2).sum()) for _, zb in z.chunks(_PASS_ROWS))
+    return math.sqrt(total / max(1, z.shape[0] * z.shape[1]))
 
 
 #: DEC declares divergence when the embedding's root mean square exceeds this
@@ -307,6 +322,7 @@ class DECClustering(
     """
 
     _takes_images = True
+    _streams_input = True
 
     _parameter_constraints = {
         **BaseDeepEstimator._parameter_constraints,
@@ -426,7 +442,7 @@ class DECClustering(
                 return
             opt = _OPTIMIZERS[self.pretrain_optimizer](params, lr=self.pretrain_learning_rate)
             result = train(
-                lambda idx, phase: loss_of(augment(Xt[idx])),
+                lambda idx, phase: loss_of(augment(Xt.rows(idx))),
                 n_samples=Xt.shape[0],
                 optimizer=opt,
                 max_epochs=self.pretrain_epochs_,
@@ -451,11 +467,18 @@ class DECClustering(
         return history
 
     def _embed(self, encoder, Xt):
+        """The embedding of every row of ``Xt``, in a :class:`~skmic._data.RowStore` (on disk when streamed)."""
+        z = None
         with torch.no_grad():
-            return torch.cat([encoder(Xt[idx]) for idx in batches(Xt.shape[0], 4096, shuffle=False, device=Xt.device)])
+            for idx in batches(len(Xt), _PASS_ROWS, shuffle=False, device=Xt.device):
+                zb = encoder(Xt.rows(idx))
+                if z is None:
+                    z = Xt.store(zb.shape[1])
+                z.write(int(idx[0]), zb)
+        return z
 
     def _fit(self, X):
-        mean_square = float(np.mean(np.square(X, dtype=np.float64)))
+        mean_square = mean_square_of(X)
         self.input_scale_ = 1.0 / math.sqrt(mean_square) if self.rescale_input_ and mean_square > 0 else 1.0
         Xt, generator = self._scaled(X), self._make_generator()
         augment = self._augmentation(Xt, generator)
@@ -465,7 +488,7 @@ class DECClustering(
             announce_run(self.verbose, self, index, self.n_init)
             encoder, pretrain_history = self._pretrained_encoder(Xt, augment, generator)
             z = self._embed(encoder, Xt)
-            if not torch.isfinite(z).all():
+            if not all(bool(torch.isfinite(zb).all()) for _, zb in z.chunks(_PASS_ROWS)):
                 raise TrainingDivergedError(
                     "DEC's pretrained embedding contains NaN or infinity; lower pretrain_learning_rate "
                     "or rescale X (e.g. with StandardScaler, or rescale_input=True)."
@@ -490,7 +513,7 @@ class DECClustering(
         self._set_run(run)
 
     def _scaled(self, X):
-        return self._as_tensor(X).float() * self.input_scale_
+        return self._rows(X, scale=self.input_scale_)
 
     def _set_run(self, run):
         """The fitted attributes of a run of the clustering phase (:meth:`_cluster`)."""
@@ -515,7 +538,7 @@ class DECClustering(
             return lambda x: x
         g = make_perturbation(self.perturbation_, self.image_shape_)
         scale = self.input_scale_
-        check_perturbation(g, Xt[: min(len(Xt), 8)] / scale, generator)
+        check_perturbation(g, Xt.slice(0, 8) / scale, generator)
         return lambda x: g(x / scale, generator) * scale
 
     def _copy_pretrained_encoder(self, Xt):
@@ -528,7 +551,7 @@ class DECClustering(
             finite 2-D tensor with one row per sample.
         """
         encoder = copy.deepcopy(self.pretrained_encoder).to(self.device_).float().eval()
-        batch = Xt[: min(len(Xt), 8)]
+        batch = Xt.slice(0, 8)
         expected = f"it must map (n, n_features={Xt.shape[1]}) to (n, n_components)"
         try:
             with torch.no_grad():
@@ -568,8 +591,21 @@ class DECClustering(
         state = {"p": None, "labels": None, "delta": None}
 
         def full_q():
-            z = self._embed(encoder, Xt)
-            rms = _rms(z)
+            """Write ``q`` of every sample into ``p`` (one pass); its labels and soft cluster frequencies."""
+            p = state["p"] if state["p"] is not None else Xt.store(self.n_clusters)
+            labels = torch.empty(len(Xt), dtype=torch.long, device=Xt.device)
+            frequencies = torch.zeros(self.n_clusters, dtype=torch.float64, device=Xt.device)
+            square = 0.0
+            with torch.no_grad():
+                for idx in batches(len(Xt), _PASS_ROWS, shuffle=False, device=Xt.device):
+                    z = encoder(Xt.rows(idx))
+                    square += float(z.double().pow(2).sum())
+                    q = student_t_assignment(z, centers.detach(), self.degrees_of_freedom)
+                    frequencies += q.double().sum(0)
+                    p.write(int(idx[0]), q)
+                    labels[idx] = q.argmax(1)
+                    n_values = (int(idx[-1]) + 1) * z.shape[1]
+            rms = math.sqrt(square / n_values)
             if not math.isfinite(rms) or (initial_rms > 0 and rms > _MAX_EMBEDDING_GROWTH * initial_rms):
                 raise TrainingDivergedError(
                     f"DEC diverged: the scale (root mean square) of the embedding grew from "
@@ -577,17 +613,18 @@ class DECClustering(
                     f"phase, more than {_MAX_EMBEDDING_GROWTH:g} times; lower learning_rate "
                     f"(now {self.learning_rate:g})."
                 )
-            return student_t_assignment(z, centers.detach(), self.degrees_of_freedom)
+            return p, labels, frequencies.to(torch.float32)
 
         def before_step(iteration):
             """Update the target every ``update_interval`` steps (and first); True once converged."""
             if state["p"] is not None and iteration % self.update_interval:
                 return False
-            q = full_q()
-            labels = q.argmax(1)
+            p, labels, frequencies = full_q()
+            for s, q in p.chunks(_PASS_ROWS):  # q -> the target, in place
+                p.write(s, target_distribution(q, frequencies))
             if state["labels"] is not None:
                 state["delta"] = float((labels != state["labels"]).float().mean())
-            state["p"], state["labels"] = target_distribution(q), labels
+            state["p"], state["labels"] = p, labels
             return state["delta"] is not None and state["delta"] < self.label_change_tol
 
         def on_epoch_end(record):
@@ -598,9 +635,9 @@ class DECClustering(
         mse = torch.nn.MSELoss()
 
         def step(idx, phase):
-            x = augment(Xt[idx])
+            x = augment(Xt.rows(idx))
             zb = encoder(x)
-            loss = dec_kl_loss(state["p"][idx], student_t_assignment(zb, centers, self.degrees_of_freedom))
+            loss = dec_kl_loss(state["p"].rows(idx), student_t_assignment(zb, centers, self.degrees_of_freedom))
             if reconstruct:
                 loss = loss + self.reconstruction_weight * mse(encoder.autoencoder.decode(zb), x)
             return loss
@@ -618,7 +655,8 @@ class DECClustering(
         )
         encoder.eval()
         z = self._embed(encoder, Xt)
-        labels = student_t_assignment(z, centers.detach(), self.degrees_of_freedom).argmax(1)
+        labels = torch.cat([student_t_assignment(zb, centers.detach(), self.degrees_of_freedom).argmax(1)
+                            for _, zb in z.chunks(_PASS_ROWS)])
         return dict(
             encoder=encoder, centers=centers.detach(), stop_reason=result.stop_reason,
             history=continue_history(history, result.history), labels=labels,

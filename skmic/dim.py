@@ -179,6 +179,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     """
 
     _takes_images = True
+    _streams_input = True
 
     _parameter_constraints = {
         **BaseDeepEstimator._parameter_constraints,
@@ -300,15 +301,15 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
     def _train_network(self, net, X, history):
         """Train ``net`` for ``max_epochs`` epochs after ``history``; set the fitted attributes."""
-        Xt = self._as_tensor(X).float()
+        Xt = self._rows(X)
         generator = self._make_generator()
         optimizer = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
         g = self._perturbation()
         if g is not None:
-            check_perturbation(g, Xt[: min(len(Xt), 8)], generator)
+            check_perturbation(g, Xt.slice(0, 8), generator)
 
         def step(idx, phase):
-            x = Xt[idx]
+            x = Xt.rows(idx)
             loss, code = self._mi_loss(net, x, generator, None if g is None else g(x, generator))
             if self.prior_weight_:
                 prior = torch.rand(code.shape, generator=generator, device=code.device)
@@ -365,7 +366,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         """
         X = self._check_fitted_input(X)
         net = self.network_
-        Xt = self._as_tensor(X).float()
+        Xt = self._rows(X)
         g = self._perturbation()
         generator = torch.Generator(self.device_).manual_seed(0)
         losses, sizes = [], []
@@ -373,7 +374,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             for idx in batches(Xt.shape[0], self.batch_size_, shuffle=False, device=Xt.device):
                 if len(idx) < 2:
                     continue
-                x = Xt[idx]
+                x = Xt.rows(idx)
                 view = None if g is None else g(x, generator)
                 losses.append(float(self._mi_loss(net, x, view=view)[0]))
                 sizes.append(len(idx))

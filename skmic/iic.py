@@ -270,6 +270,7 @@ class IICClustering(
     """
 
     _takes_images = True
+    _streams_input = True
 
     _parameter_constraints = {
         **BaseDeepEstimator._parameter_constraints,
@@ -398,8 +399,8 @@ class IICClustering(
 
     def _fit(self, X):
         g = make_perturbation(self.perturbation_, self.image_shape_)
-        Xt = self._as_tensor(X).float()
-        check_perturbation(g, Xt[: min(len(Xt), 8)], torch.Generator(self.device_).manual_seed(0))
+        Xt = self._rows(X)
+        check_perturbation(g, Xt.slice(0, 8), torch.Generator(self.device_).manual_seed(0))
         n_epochs = self.max_epochs_
         first = n_epochs
         if self.screen_steps_ is not None and self.n_init_ > 1:
@@ -435,7 +436,7 @@ class IICClustering(
         else:
             self.best_head_ = int(np.argmin(losses[0]))
             self.consensus_ = None
-        self.labels_ = self._proba(X).argmax(1)
+        self.labels_ = self._labels(X)
         self._warn_if_collapsed()
 
     def _train_restarts(self, Xt, g, seeds, n_epochs):
@@ -454,7 +455,7 @@ class IICClustering(
         net = copy.deepcopy(self.network_)
         seed = int(torch.randint(2**31 - 1, (1,), generator=self._make_generator()))
         generators = [torch.Generator(self.device_).manual_seed(s) for s in restart_seeds(seed, net.restarts)]
-        run = _Restarts(self, net, adam(net.parameters(), self.learning_rate), self._as_tensor(X).float(), g,
+        run = _Restarts(self, net, adam(net.parameters(), self.learning_rate), self._rows(X), g,
                         generators)
         run.history = list(self.history_)
         run.train(self.max_epochs_)
@@ -489,12 +490,19 @@ class IICClustering(
         if self.consensus_ is None:
             head = self.best_head_
             return self._infer(self.network_, lambda net, x: net.main(net(x))[:, head].double(), X)
-        labels = torch.as_tensor(self._head_proba(X).argmax(2), device=self.device_)
-        return self.consensus_.log_proba(labels).exp().cpu().numpy()
+        consensus = self.consensus_
+        return self._infer(self.network_, lambda net, x: consensus.log_proba(net.main(_features(net, x)).argmax(2)).exp(), X)
 
     def _head_proba(self, X):
         """Soft assignments ``(n, n_init * n_heads, n_clusters)`` of every main sub-head of every restart."""
         return self._infer(self.network_, lambda net, x: net.main(_features(net, x)), X)
+
+    def _labels(self, X):
+        """``predict`` of validated ``X``, one batch at a time (no (n, n_clusters) array)."""
+        if self.consensus_ is not None:
+            return self._proba(X).argmax(1)
+        head = self.best_head_
+        return self._infer(self.network_, lambda net, x: net.main(net(x))[:, head].double().argmax(1), X)
 
     def transform(self, X):
         """The learned representation (trunk output, before the heads).
@@ -533,12 +541,16 @@ class IICClustering(
         """
         X = self._check_fitted_input(X)
         g = make_perturbation(self.perturbation_, self.image_shape_)
-        Xt = self._as_tensor(X).float()
+        Xt = self._rows(X)
         generator = torch.Generator(Xt.device).manual_seed(0)
+        joint = 0.0
         with torch.no_grad():
-            gX = torch.cat([g(Xt[idx], generator) for idx in batches(len(Xt), 1024, shuffle=False, device=Xt.device)])
-        p, p_g = (torch.as_tensor(self._proba(x))[:, None] for x in (X, gX.cpu().numpy().astype(X.dtype)))
-        return float(mutual_information(iic_joint(p, p_g), self.lamb)[0])
+            for idx in batches(len(Xt), 1024, shuffle=False, device=Xt.device):
+                x = Xt.rows(idx)
+                p, p_g = (torch.as_tensor(self._proba(v.cpu().numpy().astype(X.dtype)))[:, None]
+                          for v in (x, g(x, generator)))
+                joint = joint + iic_joint(p, p_g)
+        return float(mutual_information(joint, self.lamb)[0])
 
 
 def _features(net, x):
@@ -576,7 +588,7 @@ class _Restarts(Restarts):
     def step(self, idx, phase):
         """Per-restart losses ``(R,)`` of the mini-batches ``idx`` ``(R, b)``."""
         est, net = self.est, self.net
-        x = self.Xt[idx]  # (R, b, F)
+        x = self.Xt.rows(idx)  # (R, b, F)
         b, r = idx.shape[1], est.n_repeats
         h = net(stack_inputs(torch.cat([x, self._views(x.repeat(1, r, 1))], 1)))
         heads = {"main": (net.main,), "over": (net.over,), "joint": (net.main, net.over)}[phase]
@@ -600,7 +612,7 @@ class _Restarts(Restarts):
         joint = 0.0
         with torch.no_grad():
             for idx in batches(Xt.shape[0], 1024, shuffle=False, device=Xt.device):
-                x = Xt[idx]
+                x = Xt.rows(idx)
                 pairs = torch.cat([x, self.g(x, generator)]).expand(self.n_restarts, -1, -1)
                 z = net.main(net(stack_inputs(pairs)))
                 joint = joint + iic_joint(z[: len(idx)], z[len(idx) :])

@@ -21,6 +21,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transfor
 from sklearn.exceptions import ConvergenceWarning
 
 from ._base import BaseTorchEstimator, Interval, StrOptions
+from ._data import Rows, chunk_starts
 
 __all__ = ["KMeansBaseline", "kmeans"]
 
@@ -72,32 +73,70 @@ def _sq_dist(X, x_sq, points):
     return out.clamp_min_(0)
 
 
-def _kmeans_plusplus(X, x_sq, n_clusters, n_init, generator):
-    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007), ``n_init`` at once.
+#: rows of the data per chunk of a pass, in values (4 Mi): what one read of a
+#: streamed source holds; the distance matrices of a chunk are split further
+#: by :data:`_CHUNK_ELEMENTS`
+_PASS_ELEMENTS = 1 << 22
+
+
+def _passes(rows):
+    """``[(start, stop), ...]``: the chunks of a pass over ``rows`` (in memory and streamed alike)."""
+    return chunk_starts(len(rows), max(1, _PASS_ELEMENTS // max(1, rows.shape[1])))
+
+
+def _centred(rows, mean, start, stop):
+    """Rows ``start:stop`` minus ``mean``, and their squared norms."""
+    xc = rows.slice(start, stop) - mean
+    return xc, (xc * xc).sum(1)
+
+
+def _kmeans_plusplus(rows, mean, n_clusters, n_init, generator):
+    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007), ``n_init`` at once, in passes over ``rows``.
 
     At each step ``2 + ln(k)`` candidates are drawn with probability
     proportional to the squared distance to the nearest chosen centre, and
     the one that lowers the potential most is kept (scikit-learn's variant).
+    Each step makes three passes over the data (the potential and the draws'
+    rows, the candidates' potentials, the new nearest distances); the
+    nearest distances, ``n_init`` values a sample, are kept in a
+    :class:`~skmic._data.RowStore`.
     """
-    n, d = X.shape
+    (n, d), dtype, device = rows.shape, mean.dtype, mean.device
     trials = 2 + int(math.log(n_clusters))
-    centers = torch.empty(n_init, n_clusters, d, dtype=X.dtype, device=X.device)
-    first = torch.randint(n, (n_init,), generator=generator, device=X.device)
-    centers[:, 0] = X[first]
-    closest = _sq_dist(X, x_sq, centers[:, 0])  # (n, r)
+    runs = torch.arange(n_init, device=device)
+    centers = torch.empty(n_init, n_clusters, d, dtype=dtype, device=device)
+    first = torch.randint(n, (n_init,), generator=generator, device=device)
+    centers[:, 0] = rows.rows(first) - mean
+    closest = rows.store(n_init, dtype)  # (n, r)
+    for s, e in _passes(rows):
+        xc, x_sq = _centred(rows, mean, s, e)
+        closest.write(s, _sq_dist(xc, x_sq, centers[:, 0]))
     for c in range(1, n_clusters):
-        potential = closest.sum(0)  # (r,)
-        cumulative = closest.double().cumsum(0)  # (n, r)
-        draws = torch.rand(n_init, trials, generator=generator, device=X.device, dtype=torch.float64)
+        potential = sum(closest.slice(s, e).sum(0) for s, e in _passes(rows))  # (r,)
+        draws = torch.rand(n_init, trials, generator=generator, device=device, dtype=torch.float64)
         draws = draws * potential.double()[:, None]
-        candidates = torch.searchsorted(cumulative.T.contiguous(), draws).clamp_max_(n - 1)
-        cand_points = X[candidates.reshape(-1)]  # (r * trials, d)
-        cand_dist = _sq_dist(X, x_sq, cand_points).view(n, n_init, trials)
-        cand_dist = torch.minimum(cand_dist, closest[:, :, None])
-        best = cand_dist.sum(0).argmin(1)  # (r,)
-        runs = torch.arange(n_init, device=X.device)
+        # the first row whose cumulative potential reaches each draw, chunk by chunk
+        candidates = torch.full((n_init, trials), n - 1, dtype=torch.long, device=device)
+        found = torch.zeros(n_init, trials, dtype=torch.bool, device=device)
+        offset = torch.zeros(n_init, dtype=torch.float64, device=device)
+        for s, e in _passes(rows):
+            cumulative = closest.slice(s, e).double().cumsum(0) + offset  # (m, r)
+            pos = torch.searchsorted(cumulative.T.contiguous(), draws)
+            new = ~found & (pos < e - s)
+            candidates = torch.where(new, pos + s, candidates)
+            found |= new
+            offset = cumulative[-1]
+        cand_points = rows.rows(candidates.reshape(-1)) - mean  # (r * trials, d)
+        cand_potential = torch.zeros(n_init, trials, dtype=dtype, device=device)
+        for s, e in _passes(rows):
+            xc, x_sq = _centred(rows, mean, s, e)
+            cand_dist = _sq_dist(xc, x_sq, cand_points).view(e - s, n_init, trials)
+            cand_potential += torch.minimum(cand_dist, closest.slice(s, e)[:, :, None]).sum(0)
+        best = cand_potential.argmin(1)  # (r,)
         centers[:, c] = cand_points.view(n_init, trials, d)[runs, best]
-        closest = cand_dist[:, runs, best]
+        for s, e in _passes(rows):
+            xc, x_sq = _centred(rows, mean, s, e)
+            closest.write(s, torch.minimum(_sq_dist(xc, x_sq, centers[:, c]), closest.slice(s, e)))
     return centers
 
 
@@ -115,12 +154,24 @@ def _centre_sums(X, labels, n_init, n_clusters):
     return sums.view(n_init, n_clusters, d), counts.view(n_init, n_clusters)
 
 
-def _relocate_empty(X, centers, counts, dist):
-    """Move the centres of empty clusters onto the points farthest from theirs."""
+def _relocate_empty(rows, mean, centers, counts, far):
+    """Move the centres of empty clusters onto the points farthest from theirs.
+
+    ``far`` holds, per restart, the largest distances to the nearest centre
+    and their rows (:func:`_farthest`).
+    """
     for r in torch.nonzero(counts.min(1).values == 0).flatten().tolist():
         empty = torch.nonzero(counts[r] == 0).flatten()
-        far = torch.topk(dist[:, r], len(empty)).indices
-        centers[r, empty] = X[far]
+        centers[r, empty] = rows.rows(far[1][: len(empty), r]) - mean
+
+
+def _farthest(top, dist, start, count):
+    """Merge the ``count`` largest distances per restart of a chunk into ``top = (values, rows)``."""
+    values, index = torch.topk(dist, min(count, dist.shape[0]), dim=0)  # (<= count, r)
+    if top is None:
+        return values, index + start
+    values, pick = torch.topk(torch.cat([top[0], values]), min(count, len(top[0]) + len(values)), dim=0)
+    return values, torch.gather(torch.cat([top[1], index + start]), 0, pick)
 
 
 def kmeans(
@@ -131,8 +182,13 @@ def kmeans(
 
     Parameters
     ----------
-    X : Tensor of shape (n_samples, n_features)
-        Float32 or float64; computations keep its dtype and device.
+    X : Tensor of shape (n_samples, n_features) or skmic._data.Rows
+        Float32 or float64; computations keep its dtype and device. The
+        data is read in chunks, one pass per Lloyd iteration and three per
+        k-means++ step, so rows of a streamed source are never all in
+        memory; the per-sample state (``n_init`` distances and labels a
+        sample) is kept in a :class:`~skmic._data.RowStore`, on disk for a
+        streamed source.
     n_clusters : int
     n_init : int, default=10
         Independent restarts, run together; the one of lowest inertia wins.
@@ -183,39 +239,52 @@ def kmeans(
     >>> bool(labels[0] == labels[1]), bool(labels[0] != labels[2]), inertia
     (True, True, 1.0)
     """
-    n, d = X.shape
-    mean = X.mean(0)
-    Xc = X - mean  # centring keeps the |x|^2 - 2 x.c + |c|^2 expansion accurate
-    x_sq = (Xc * Xc).sum(1)
+    rows = X if isinstance(X, Rows) else Rows(X, X.device, dtype=X.dtype)
+    (n, d), dtype, device = rows.shape, rows.dtype, rows.device
+    # centring keeps the |x|^2 - 2 x.c + |c|^2 expansion accurate
+    mean = (sum(rows.slice(s, e).double().sum(0) for s, e in _passes(rows)) / n).to(dtype)
+    variance = sum(((rows.slice(s, e) - mean).double() ** 2).sum(0) for s, e in _passes(rows)) / n
     if isinstance(init, torch.Tensor):
         n_init = 1
-        centers = (init.to(Xc) - mean)[None].clone()
+        centers = (init.to(device=device, dtype=dtype) - mean)[None].clone()
     elif init == "random":
-        idx = torch.stack([torch.randperm(n, generator=generator, device=X.device)[:n_clusters] for _ in range(n_init)])
-        centers = Xc[idx]
+        idx = torch.stack([torch.randperm(n, generator=generator, device=device)[:n_clusters] for _ in range(n_init)])
+        centers = rows.rows(idx) - mean
     else:
-        centers = _kmeans_plusplus(Xc, x_sq, n_clusters, n_init, generator)
-    tol_abs = tol * Xc.var(0, unbiased=False).mean()
+        centers = _kmeans_plusplus(rows, mean, n_clusters, n_init, generator)
+    tol_abs = tol * variance.mean().to(dtype)
 
     n_iter = torch.zeros(n_init, dtype=torch.long)
-    active = torch.arange(n_init, device=X.device)
-    prev_labels = torch.full((n, n_init), -1, dtype=torch.long, device=X.device)
+    active = torch.arange(n_init, device=device)
+    prev_labels = rows.store(n_init, torch.int32 if n_clusters < 2**31 else torch.long, fill=-1)  # (n, r)
     inertias = []  # (active restarts, their inertia) of every iteration, with return_history
     for it in range(max_iter):
         sub = centers[active]
-        dist, labels = _sq_dist_min(Xc, x_sq, sub)
+        r = len(active)
+        sums = torch.zeros(r, n_clusters, d, dtype=dtype, device=device)
+        counts = torch.zeros(r, n_clusters, dtype=torch.long, device=device)
+        same = torch.ones(r, dtype=torch.bool, device=device)
+        far = None
+        inertia_it = torch.zeros(r, dtype=torch.float64, device=device)
+        for s, e in _passes(rows):
+            xc, x_sq = _centred(rows, mean, s, e)
+            dist, labels = _sq_dist_min(xc, x_sq, sub)
+            inertia_it += dist.double().sum(0)
+            chunk_sums, chunk_counts = _centre_sums(xc, labels, r, n_clusters)
+            sums += chunk_sums
+            counts += chunk_counts
+            same &= (labels == prev_labels.slice(s, e)[:, active]).all(0)
+            prev_labels.write(s, labels, columns=active)
+            far = _farthest(far, dist, s, n_clusters)
         if return_history:
-            inertias.append((active, dist.double().sum(0)))
-        sums, counts = _centre_sums(Xc, labels, len(active), n_clusters)
-        new = sums / counts.clamp_min(1)[:, :, None].to(Xc.dtype)
+            inertias.append((active, inertia_it))
+        new = sums / counts.clamp_min(1)[:, :, None].to(dtype)
         keep_old = (counts == 0)[:, :, None]
         new = torch.where(keep_old, sub, new)
         if bool(keep_old.any()):
-            _relocate_empty(Xc, new, counts, dist)
+            _relocate_empty(rows, mean, new, counts, far)
         shift = ((new - sub) ** 2).sum((1, 2))
-        same = (labels == prev_labels[:, active]).all(0)
         centers[active] = new
-        prev_labels[:, active] = labels
         n_iter[active.cpu()] = it + 1
         done = same | (shift <= tol_abs)
         active = active[~done]
@@ -224,15 +293,19 @@ def kmeans(
         if len(active) == 0:
             break
     # final assignment, consistent with the final centres
-    dist, labels = _sq_dist_min(Xc, x_sq, centers)
-    inertia = dist.double().sum(0)
+    inertia = torch.zeros(n_init, dtype=torch.float64, device=device)
+    for s, e in _passes(rows):
+        xc, x_sq = _centred(rows, mean, s, e)
+        dist, labels = _sq_dist_min(xc, x_sq, centers)
+        inertia += dist.double().sum(0)
+        prev_labels.write(s, labels)
     best = int(inertia.argmin())
     if verbose >= 1:
         for r in range(n_init):
             kept = " (kept)" if r == best else ""
             print(f"k-means restart {r + 1}/{n_init}: inertia {float(inertia[r]):.6g} after "
                   f"{int(n_iter[r])} iteration(s){kept}", file=sys.stderr)
-    result = (centers[best] + mean, labels[:, best].clone(), float(inertia[best]), int(n_iter[best]))
+    result = (centers[best] + mean, prev_labels.column(best).long(), float(inertia[best]), int(n_iter[best]))
     if not return_history:
         return result
     history = [
@@ -240,6 +313,11 @@ def kmeans(
         for it, (restarts, values) in enumerate(inertias[: int(n_iter[best])])
     ]
     return (*result, history)
+
+
+def _torch_dtype(X):
+    """The torch dtype of validated ``X`` (float32 or float64)."""
+    return torch.float32 if X.dtype == np.float32 else torch.float64
 
 
 def nearest(X, centers):
@@ -333,6 +411,7 @@ class KMeansBaseline(
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
     }
     _min_samples = 1
+    _streams_input = True
 
     def __init__(
         self,
@@ -372,7 +451,7 @@ class KMeansBaseline(
                 raise ValueError("init contains NaN or infinity.")
 
     def _fit(self, X):
-        Xt = self._as_tensor(X)
+        Xt = self._rows(X, dtype=_torch_dtype(X))
         generator = self._make_generator()
         init = self.init if isinstance(self.init, str) else torch.as_tensor(np.asarray(self.init))
         centers, labels, inertia, n_iter, history = kmeans(
@@ -400,14 +479,17 @@ class KMeansBaseline(
                 ConvergenceWarning,
             )
 
-    def _tensors(self, X):
-        """Validated ``X`` and the centres, as tensors of X's dtype on ``device_``."""
-        X = self._as_tensor(self._check_fitted_input(X))
-        return X, torch.as_tensor(self.cluster_centers_, device=self.device_).to(X.dtype)
+    def _centers_for(self, X):
+        """Validated ``X``, its torch dtype, and a function of a batch with the centres in that dtype."""
+        X = self._check_fitted_input(X)
+        dtype = _torch_dtype(X)
+        centers = torch.as_tensor(self.cluster_centers_, device=self.device_).to(dtype)
+        return X, dtype, centers
 
     def _nearest(self, X):
-        labels, dist = nearest(*self._tensors(X))
-        return labels.cpu().numpy(), dist.double().cpu().numpy()
+        X, dtype, centers = self._centers_for(X)
+        return self._batched(lambda x: tuple(v.double() if v.is_floating_point() else v for v in nearest(x, centers)),
+                             X, dtype=dtype)
 
     def predict(self, X):
         """Index of the nearest centre of each sample.
@@ -433,7 +515,8 @@ class KMeansBaseline(
         -------
         distances : ndarray of shape (n_samples, n_clusters)
         """
-        return torch.cdist(*self._tensors(X)).cpu().numpy()
+        X, dtype, centers = self._centers_for(X)
+        return self._batched(lambda x: torch.cdist(x, centers), X, dtype=dtype)
 
     def score(self, X, y=None):
         """Opposite of the inertia of ``X`` (higher is better).

@@ -194,14 +194,16 @@ def student_t_assignment(z, centers, alpha=1.0):
     return log_kernel.softmax(dim=1)  # normalising in log space avoids underflow
 
 
-def target_distribution(q):
+def target_distribution(q, frequencies=None):
     """DEC's auxiliary target (eq. 3): ``p_ij = (q_ij^2 / f_j) / sum_j' (q_ij'^2 / f_j')``.
 
     ``f_j = sum_i q_ij`` are the soft cluster frequencies; squaring sharpens
     the assignments and dividing by ``f_j`` keeps large clusters from
-    absorbing the others. Compute it on the whole dataset, not per batch.
+    absorbing the others. Compute it on the whole dataset, not per batch:
+    ``q`` holds every sample, or ``frequencies`` gives the ``f_j`` of the
+    whole dataset and ``q`` is a batch of it.
     """
-    weight = q.pow(2) / q.sum(0, keepdim=True)
+    weight = q.pow(2) / (q.sum(0, keepdim=True) if frequencies is None else frequencies)
     return weight / weight.sum(1, keepdim=True)
 
 
