@@ -574,6 +574,11 @@ class BaseTorchEstimator(BaseEstimator):
             images also accept arrays of shape (n_samples, H, W) and
             (n_samples, C, H, W) (:meth:`_flatten_images`). With
             ``warm_start=True`` it must have the fitted features.
+            IICClustering, DECClustering, DeepInfoMaxEmbedder and
+            KMeansBaseline also take a numpy memmap, an HDF5 or zarr array,
+            or an object with ``__len__`` and ``__getitem__`` over rows, and
+            read it in batches, never as a whole (:mod:`skmic._data`; the
+            user guide's "Data larger than memory").
         y : Ignored
             Present for API consistency.
 

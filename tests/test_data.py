@@ -168,27 +168,19 @@ def test_width_and_row_shape_are_checked(blobs32, tmp_path):
         IICClustering(1).fit(_memmap(tmp_path, blobs32[:1], "one.npy"))
 
 
-def test_a_streamed_source_is_read_in_batches(blobs32, monkeypatch):
-    """Training reads mini-batches and chunks, never the whole source at once."""
-    import skmic._data as data
-
-    monkeypatch.setattr(data, "SCAN_BYTES", 8 * 5 * 16)  # 16 rows per sequential chunk
-    sizes = []
-
-    class Counting(Rows):
-        def __getitem__(self, i):
-            sizes.append(1)
-            return super().__getitem__(i)
-
-    source = Counting(blobs32)
-    reads = []
+def test_a_streamed_source_is_read_in_batches(monkeypatch):
+    """Training reads mini-batches, the full-data passes and inference chunks: never every row at once."""
+    X, _ = make_blobs(5000, n_features=4, centers=3, random_state=0)
+    takes, reads = [], []
     real_take, real_read = StreamedArray.take, StreamedArray.read
-    monkeypatch.setattr(StreamedArray, "take", lambda self, idx: reads.append(len(idx)) or real_take(self, idx))
-    monkeypatch.setattr(StreamedArray, "read", lambda self, s, e: reads.append(e - s) or real_read(self, s, e))
-    IICClustering(3, n_init=1, max_epochs=1, batch_size=16, hidden_layer_sizes=(8,), random_state=0,
-                  device="cpu").fit(source)
-    assert reads and max(reads) <= 1024 < len(blobs32) * 100
-    assert max(reads) < len(blobs32)  # no read of every row at once
+    monkeypatch.setattr(StreamedArray, "take", lambda self, idx: takes.append(len(idx)) or real_take(self, idx))
+    monkeypatch.setattr(StreamedArray, "read",
+                        lambda self, s, e: reads.append(min(e, len(self)) - s) or real_read(self, s, e))
+    est = IICClustering(3, n_init=1, max_epochs=1, batch_size=256, hidden_layer_sizes=(8,), random_state=0,
+                        device="cpu")
+    est.fit(Rows(X)).predict(Rows(X))
+    assert takes and max(takes) <= 2 * 256  # the training batches (the last one may be merged)
+    assert reads and max(reads) <= 4096 < len(X)  # the scan, the head losses, labels_, predict
 
 
 def test_the_callers_memmap_is_untouched(blobs32, tmp_path, recwarn):

@@ -1,0 +1,170 @@
+"""Peak memory of fits on memory-mapped data sets of growing size (streamed input).
+
+Example::
+
+    nice -n 19 python benchmarks/memory.py --sizes 10000 100000 1000000 --name memory_streamed_cpu
+
+For every size it writes a synthetic data set of ``--sizes`` rows x
+``--features`` float32 values (ten Gaussian clusters) to a ``.npy`` file in
+``--dir``, and fits each estimator on ``np.load(path, mmap_mode="r")`` in a
+fresh child process, one fit per process, which reports
+
+* ``peak_rss_mb``: the child's peak resident memory (``ru_maxrss``), which
+  counts the pages of the file the process has mapped as well as its own;
+* ``import_rss_mb``: its resident memory after importing skmic and torch,
+  before reading any data;
+* ``fit_time_s``: the fit's wall time.
+
+The fits are cheap in epochs (one, with small networks): what is measured
+is the memory of the data's way through ``fit`` -- the validation scan, the
+mini-batches of training and every full-data pass -- not the quality of the
+clustering. The table's notes give the growth of the peak from the second
+largest to the largest size. The data files are deleted at the end (unless
+``--keep``); check the free disk first (the largest file of the default
+sizes is 3.1 GB).
+"""
+
+import argparse
+import json
+import os
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: the checkout whose skmic the children import (that of this script)
+ROOT = Path(__file__).resolve().parents[1]
+
+#: the fits: estimator name -> (class name, parameters)
+FITS = {
+    "iic": ("IICClustering", dict(n_clusters=10, n_init=1, n_repeats=1, max_epochs=1, hidden_layer_sizes=(64,),
+                                  batch_size=1024)),
+    "dec": ("DECClustering", dict(n_clusters=10, hidden_layer_sizes=(64,), n_components=10, pretrain="end_to_end",
+                                  pretrain_epochs=1, max_epochs=1, batch_size=1024)),
+}
+
+
+def write_data(path, n_rows, n_features, seed=0, chunk=8192):
+    """A ``.npy`` file of ``n_rows`` float32 rows around 10 random centres, written in chunks."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(10, n_features)).astype(np.float32)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n_rows, n_features))
+    for start in range(0, n_rows, chunk):
+        stop = min(start + chunk, n_rows)
+        labels = rng.integers(0, 10, stop - start)
+        out[start:stop] = centres[labels] + rng.normal(size=(stop - start, n_features)).astype(np.float32)
+    out.flush()
+    del out
+
+
+def _rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(estimator, path, threads):
+    """Fit one estimator on the memmap at ``path``; print a JSON line with the measurements."""
+    import torch
+
+    torch.set_num_threads(threads)
+    import warnings
+
+    import skmic
+
+    import_rss = _rss_mb()
+    X = np.load(path, mmap_mode="r")
+    name, params = FITS[estimator]
+    est = getattr(skmic, name)(**params, random_state=0, device="cpu")
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one epoch does not converge; that is not measured
+        est.fit(X)
+    elapsed = time.perf_counter() - start
+    print(json.dumps(dict(fit_time_s=elapsed, peak_rss_mb=_rss_mb(), import_rss_mb=import_rss,
+                          n_clusters_found=int(len(np.unique(est.labels_))))))
+
+
+def run(sizes, n_features, estimators, directory, threads, keep, log=print):
+    runs = []
+    for n in sizes:
+        path = Path(directory) / f"skmic_memory_{n}x{n_features}.npy"
+        start = time.perf_counter()
+        write_data(path, n, n_features)
+        log(f"wrote {path} ({path.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - start:.0f} s")
+        try:
+            for est in estimators:
+                env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                           PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", est, str(path), "--threads", str(threads)],
+                    capture_output=True, text=True, env=env,
+                )
+                if out.returncode:
+                    raise RuntimeError(f"the {est} fit on {n} rows failed:\n{out.stderr[-3000:]}")
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                runs.append(dict(dataset=f"{n} x {n_features} float32 memmap", estimator=est, seed=0,
+                                 n_samples=n, **result))
+                log(f"{est} on {n} rows: {result}")
+        finally:
+            if not keep:
+                path.unlink()
+    return runs
+
+
+def growth_notes(runs):
+    """The growth of each estimator's peak memory from the second largest size to the largest."""
+    lines = []
+    for est in dict.fromkeys(r["estimator"] for r in runs):
+        mine = sorted((r for r in runs if r["estimator"] == est), key=lambda r: r["n_samples"])
+        if len(mine) < 2:
+            continue
+        a, b = mine[-2], mine[-1]
+        growth = b["peak_rss_mb"] / a["peak_rss_mb"] - 1
+        lines.append(
+            f"{est}: peak RSS {a['peak_rss_mb']:.0f} MB at {a['n_samples']} rows, {b['peak_rss_mb']:.0f} MB at "
+            f"{b['n_samples']} rows: growth {100 * growth:.1f}% for {b['n_samples'] / a['n_samples']:.0f}x the rows."
+        )
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--features", type=int, default=784)
+    parser.add_argument("--estimators", nargs="+", choices=sorted(FITS), default=sorted(FITS, reverse=True))
+    parser.add_argument("--dir", default=tempfile.gettempdir(), help="where the data files are written")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the data files")
+    parser.add_argument("--name", default=None, help="results file stem (none: print only)")
+    parser.add_argument("--out-dir", default="benchmarks/results")
+    parser.add_argument("--child", nargs=2, metavar=("ESTIMATOR", "PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child(args.child[0], args.child[1], args.threads)
+
+    from skmic.benchmark import code_version, environment, format_table, save_results
+
+    code_version()  # the commit that runs, taken now
+    runs = run(args.sizes, args.features, args.estimators, args.dir, args.threads, args.keep)
+    notes = growth_notes(runs)
+    fits = "; ".join(f"{k}: {name}({', '.join(f'{p}={v!r}' for p, v in params.items())})"
+                     for k, (name, params) in FITS.items() if k in args.estimators)
+    notes = "\n\n".join([
+        "One fit per child process (" + str(args.threads) + " thread(s)), random_state=0, device='cpu'; " + fits + ".",
+        "peak_rss_mb: the child's ru_maxrss; import_rss_mb: its resident memory after importing skmic.",
+        *notes,
+    ])
+    print(format_table(runs))
+    print(notes)
+    if args.name:
+        command = "python benchmarks/memory.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+        env = environment().replace(f"({__import__('torch').get_num_threads()} threads)", f"({args.threads} threads)")
+        save_results(runs, args.name, args.out_dir, command=command, notes=notes, env=env)
+
+
+if __name__ == "__main__":
+    main()
