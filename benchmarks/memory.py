@@ -42,22 +42,29 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: the fits: estimator name -> (class name, parameters)
 FITS = {
-    "iic": ("IICClustering", dict(n_clusters=10, n_init=1, n_repeats=1, max_epochs=1, hidden_layer_sizes=(64,),
+    "iic": ("IICClustering", dict(n_clusters=10, n_init=1, n_repeats=1, max_epochs=1, hidden_layer_sizes=(16,),
                                   batch_size=1024)),
-    "dec": ("DECClustering", dict(n_clusters=10, hidden_layer_sizes=(64,), n_components=10, pretrain="end_to_end",
-                                  pretrain_epochs=1, max_epochs=1, batch_size=1024)),
+    "dec": ("DECClustering", dict(n_clusters=10, hidden_layer_sizes=(16,), n_components=10, pretrain="end_to_end",
+                                  pretrain_epochs=1, max_epochs=1, batch_size=1024, kmeans_n_init=5,
+                                  update_interval=500)),
 }
 
 
 def write_data(path, n_rows, n_features, seed=0, chunk=8192):
-    """A ``.npy`` file of ``n_rows`` float32 rows around 10 random centres, written in chunks."""
+    """A ``.npy`` file of ``n_rows`` float32 rows around 10 random centres, written in chunks.
+
+    The noise is one block of ``chunk`` rows drawn once and rolled by a random
+    offset for every chunk: the data set is written at the speed of the disk,
+    not of the random number generator.
+    """
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(10, n_features)).astype(np.float32)
+    noise = rng.standard_normal((chunk, n_features), dtype=np.float32)
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n_rows, n_features))
     for start in range(0, n_rows, chunk):
         stop = min(start + chunk, n_rows)
         labels = rng.integers(0, 10, stop - start)
-        out[start:stop] = centres[labels] + rng.normal(size=(stop - start, n_features)).astype(np.float32)
+        out[start:stop] = centres[labels] + np.roll(noise, int(rng.integers(chunk)), axis=0)[: stop - start]
     out.flush()
     del out
 
