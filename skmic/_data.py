@@ -246,9 +246,21 @@ class StreamedArray:
         if self._slice_mode == "native":
             batch = data[start:stop]
         else:
-            batch = np.stack([np.asarray(data[i]) for i in range(start, stop)]) if stop > start else \
-                np.empty((0, *self.row_shape))
+            batch = self._stack(range(start, stop))
         return self._checked(batch, start, stop)
+
+    def _stack(self, index):
+        """The rows ``index`` read one by one, each checked for the shape of the first."""
+        rows = []
+        for i in index:
+            row = np.asarray(self.data[int(i)])
+            if row.shape != self.row_shape:
+                raise ValueError(
+                    f"{self.name}'s row {int(i)} has shape {row.shape}, but its first row has shape "
+                    f"{self.row_shape}: every row of a streamed {self.name} must have the same shape."
+                )
+            rows.append(row)
+        return np.stack(rows) if rows else np.empty((0, *self.row_shape))
 
     def take(self, index):
         """Rows ``index`` (any order, repeats allowed) as an array of :attr:`dtype`."""
@@ -265,7 +277,7 @@ class StreamedArray:
         if isinstance(data, np.ndarray):
             batch = data[unique]
         elif self._take_mode == "rows":
-            batch = np.stack([np.asarray(data[int(i)]) for i in unique])
+            batch = self._stack(unique)
         elif hasattr(data, "oindex"):  # zarr
             batch = data.oindex[unique]
         else:

@@ -162,7 +162,7 @@ def test_width_and_row_shape_are_checked(blobs32, tmp_path):
     with pytest.raises(ValueError, match="X has 4 features, but KMeansBaseline is expecting 5"):
         fitted.predict(_memmap(tmp_path, blobs32[:, :4]))
     ragged = [[1.0, 2.0], [3.0, 4.0], [5.0]]
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match=r"row 2 has shape \(1,\), but its first row has shape \(2,\)"):
         KMeansBaseline(2).fit(Rows(np.array(ragged, dtype=object)))
     with pytest.raises(ValueError, match="minimum of 2 is required"):
         IICClustering(1).fit(_memmap(tmp_path, blobs32[:1], "one.npy"))
