@@ -170,7 +170,10 @@ def test_width_and_row_shape_are_checked(blobs32, tmp_path):
 
 def test_a_streamed_source_is_read_in_batches(monkeypatch):
     """Training reads mini-batches, the full-data passes and inference chunks: never every row at once."""
+    import skmic._data as data
+
     X, _ = make_blobs(5000, n_features=4, centers=3, random_state=0)
+    monkeypatch.setattr(data, "SCAN_BYTES", 8 * 4 * 100)  # the scan: 100 rows a chunk (of 4 float64 values)
     takes, reads = [], []
     real_take, real_read = StreamedArray.take, StreamedArray.read
     monkeypatch.setattr(StreamedArray, "take", lambda self, idx: takes.append(len(idx)) or real_take(self, idx))
