@@ -9,7 +9,7 @@ For every size it writes a synthetic data set of ``--sizes`` rows x
 ``--dir``, and fits each estimator on ``np.load(path, mmap_mode="r")`` in a
 fresh child process, one fit per process, which reports
 
-* ``peak_rss_mb``: the child's peak resident memory (``ru_maxrss``), which
+* ``peak_rss_mb``: the child's peak resident memory (``VmHWM``), which
   counts the pages of the file the process has mapped as well as its own;
 * ``import_rss_mb``: its resident memory after importing skmic and torch,
   before reading any data;
@@ -70,6 +70,19 @@ def write_data(path, n_rows, n_features, seed=0, chunk=8192):
 
 
 def _rss_mb():
+    """This process's peak resident memory (MB): ``VmHWM`` of /proc, else ``ru_maxrss``.
+
+    ``ru_maxrss`` survives ``exec``: a child started by a parent that has
+    just written a large memmap would report the parent's peak. ``VmHWM``
+    belongs to the child's own address space.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -162,7 +175,7 @@ def main(argv=None):
                      for k, (name, params) in FITS.items() if k in args.estimators)
     notes = "\n\n".join([
         "One fit per child process (" + str(args.threads) + " thread(s)), random_state=0, device='cpu'; " + fits + ".",
-        "peak_rss_mb: the child's ru_maxrss; import_rss_mb: its resident memory after importing skmic.",
+        "peak_rss_mb: the child's peak resident memory (VmHWM); import_rss_mb: its peak after importing skmic.",
         *notes,
     ])
     print(format_table(runs))
