@@ -63,6 +63,10 @@ SCAN_BYTES = 1 << 24
 #: Bytes read from a shared memmap after which its mapped pages are released.
 RELEASE_BYTES = 1 << 26
 
+#: Bytes of a mapped file that a page fault maps around the page it needs
+#: (Linux's fault-around: 16 pages), counted for every row read at random.
+FAULT_AROUND_BYTES = 1 << 16
+
 _NUMERIC_KINDS = "biuf"
 
 
@@ -276,6 +280,8 @@ class StreamedArray:
         data = self.data
         if isinstance(data, np.ndarray):
             batch = data[unique]
+            # each row read at random maps up to 64 kB of the file around it (the kernel's fault-around)
+            self._unreleased += len(unique) * max(0, FAULT_AROUND_BYTES - batch.itemsize * self.shape[1])
         elif self._take_mode == "rows":
             batch = self._stack(unique)
         elif hasattr(data, "oindex"):  # zarr
