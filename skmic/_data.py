@@ -63,9 +63,8 @@ SCAN_BYTES = 1 << 24
 #: Bytes read from a shared memmap after which its mapped pages are released.
 RELEASE_BYTES = 1 << 26
 
-#: Bytes of a mapped file that a page fault maps around the page it needs
-#: (Linux's fault-around: 16 pages), counted for every row read at random.
-FAULT_AROUND_BYTES = 1 << 16
+#: Rows of a shared memmap read at random between two releases of its mapped pages.
+RANDOM_ROWS = 16
 
 _NUMERIC_KINDS = "biuf"
 
@@ -278,10 +277,16 @@ class StreamedArray:
             return self.read(lo, hi + 1)
         unique, inverse = np.unique(index, return_inverse=True)  # h5py reads increasing indices only
         data = self.data
-        if isinstance(data, np.ndarray):
+        if isinstance(data, np.ndarray) and self._release:
+            # a page fault on a mapped file may map a whole large folio around the row (up to
+            # megabytes): rows read at random are read a few at a time, the mapping released after each
+            parts = []
+            for g in range(0, len(unique), RANDOM_ROWS):
+                parts.append(data[unique[g : g + RANDOM_ROWS]])
+                self.release()
+            batch = np.concatenate(parts)
+        elif isinstance(data, np.ndarray):
             batch = data[unique]
-            # each row read at random maps up to 64 kB of the file around it (the kernel's fault-around)
-            self._unreleased += len(unique) * max(0, FAULT_AROUND_BYTES - batch.itemsize * self.shape[1])
         elif self._take_mode == "rows":
             batch = self._stack(unique)
         elif hasattr(data, "oindex"):  # zarr
