@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from skmic import IICClustering
+from skmic._data import Rows
 from skmic.nn.encoders import MLP, ConvEncoder
 from skmic.nn.heads import IICNet
 from skmic.nn.stacked import StackedLinear, stack_inputs, stack_state, unstack_state
@@ -105,10 +106,10 @@ def test_restart_k_of_a_batched_fit_is_the_lone_fit_with_its_seed(digits, image)
     torch.set_default_dtype(torch.float64)
     try:
         with torch.random.fork_rng():
-            batched = est._train_restarts(Xt, g, seeds, 3)
+            batched = est._train_restarts(Rows(Xt, "cpu", torch.float64), g, seeds, 3)
             losses = batched.head_losses()
             for k, seed in enumerate(seeds):
-                lone = est._train_restarts(Xt, g, [seed], 3)
+                lone = est._train_restarts(Rows(Xt, "cpu", torch.float64), g, [seed], 3)
                 torch.testing.assert_close(losses[k], lone.head_losses()[0], atol=1e-9, rtol=1e-9)
                 ours, theirs = _restart_weights(batched, k), _restart_weights(lone, 0)
                 for name in theirs:
@@ -145,15 +146,15 @@ def test_a_selected_restart_trains_on_as_if_it_had_been_alone(blobs):
     torch.set_default_dtype(torch.float64)
     try:
         with torch.random.fork_rng():
-            screened = est._train_restarts(X, g, [5, 6, 7], 2).select(1)
+            screened = est._train_restarts(Rows(X, "cpu", torch.float64), g, [5, 6, 7], 2).select(1)
             screened.train(3)
-            alone = est._train_restarts(X, g, [6], 5).select(0)
+            alone = est._train_restarts(Rows(X, "cpu", torch.float64), g, [6], 5).select(0)
     finally:
         torch.set_default_dtype(default)
     assert [r["epoch"] for r in screened.history] == [1, 2, 3, 4, 5]
     np.testing.assert_allclose([r["loss"] for r in screened.history], [r["loss"] for r in alone.history], rtol=1e-9)
     # several restarts taken out together keep their order, weights and histories
-    pair = est._train_restarts(X.float(), g, [5, 6, 7], 2)
+    pair = est._train_restarts(Rows(X, "cpu"), g, [5, 6, 7], 2)
     both = pair.select([2, 0])
     assert both.net.restarts == 2 and [r["loss"] for r in both.history] == [[r["loss"][2], r["loss"][0]] for r in pair.history]
     for name, t in both.net.state_dict().items():
