@@ -13,6 +13,7 @@ from ._base import (
     CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_layer_sizes,
 )
 from ._restarts import Restarts
+from ._data import Rows
 from ._training import adam, batches
 from .nn.encoders import MLP, ConvEncoder, init_weights
 from .nn.heads import IICNet
@@ -571,6 +572,10 @@ def _mean_over_restarts(record):
 
 class _Restarts(Restarts):
     """IIC's restarts in training (:class:`skmic._restarts.Restarts`): the loss of a batch of rows."""
+
+    def __init__(self, est, net, optimizer, Xt, g, generators):
+        rows = Xt if isinstance(Xt, Rows) else Rows(Xt, Xt.device, dtype=Xt.dtype)  # a tensor: its rows
+        super().__init__(est, net, optimizer, rows, g, generators)
 
     @classmethod
     def network(cls, est, Xt, restarts):
