@@ -434,10 +434,12 @@ class IICClustering(
             generator = torch.Generator(self.device_).manual_seed(int(torch.initial_seed()) % 2**31)
             heads = torch.as_tensor(self._head_proba(X), device=self.device_)
             self.consensus_ = fit_consensus(heads, self.n_clusters, generator=generator)
+            # the training rows' labels from the same sub-head assignments (no second pass)
+            self.labels_ = self.consensus_.log_proba(heads.argmax(2)).argmax(1).cpu().numpy()
         else:
             self.best_head_ = int(np.argmin(losses[0]))
             self.consensus_ = None
-        self.labels_ = self._labels(X)
+            self.labels_ = self._labels(X)
         self._warn_if_collapsed()
 
     def _train_restarts(self, Xt, g, seeds, n_epochs):
@@ -488,11 +490,13 @@ class IICClustering(
         return self._proba(self._check_fitted_input(X))
 
     def _proba(self, X):
+        return self._infer(self.network_, self._proba_of, X)
+
+    def _proba_of(self, net, x):
+        """Soft assignments of the rows ``x`` (a tensor batch) by the inference copy ``net``."""
         if self.consensus_ is None:
-            head = self.best_head_
-            return self._infer(self.network_, lambda net, x: net.main(net(x))[:, head].double(), X)
-        consensus = self.consensus_
-        return self._infer(self.network_, lambda net, x: consensus.log_proba(net.main(_features(net, x)).argmax(2)).exp(), X)
+            return net.main(net(x))[:, self.best_head_].double()
+        return self.consensus_.log_proba(net.main(_features(net, x)).argmax(2)).exp()
 
     def _head_proba(self, X):
         """Soft assignments ``(n, n_init * n_heads, n_clusters)`` of every main sub-head of every restart."""
@@ -500,10 +504,7 @@ class IICClustering(
 
     def _labels(self, X):
         """``predict`` of validated ``X``, one batch at a time (no (n, n_clusters) array)."""
-        if self.consensus_ is not None:
-            return self._proba(X).argmax(1)
-        head = self.best_head_
-        return self._infer(self.network_, lambda net, x: net.main(net(x))[:, head].double().argmax(1), X)
+        return self._infer(self.network_, lambda net, x: self._proba_of(net, x).argmax(1), X)
 
     def transform(self, X):
         """The learned representation (trunk output, before the heads).
@@ -544,12 +545,12 @@ class IICClustering(
         g = make_perturbation(self.perturbation_, self.image_shape_)
         Xt = self._rows(X)
         generator = torch.Generator(Xt.device).manual_seed(0)
+        net, dtype = self._for_inference(self.network_)
         joint = 0.0
         with torch.no_grad():
             for idx in batches(len(Xt), 1024, shuffle=False, device=Xt.device):
                 x = Xt.rows(idx)
-                p, p_g = (torch.as_tensor(self._proba(v.cpu().numpy().astype(X.dtype)))[:, None]
-                          for v in (x, g(x, generator)))
+                p, p_g = (self._proba_of(net, v.to(dtype))[:, None] for v in (x, g(x, generator)))
                 joint = joint + iic_joint(p, p_g)
         return float(mutual_information(joint, self.lamb)[0])
 
