@@ -29,10 +29,10 @@ __all__ = ["IICClustering"]
 SMALL_IMAGE = 12
 
 #: optimizer steps per restart that ``max_epochs="auto"`` aims at, by ``selection``
-TRAINING_STEPS = {"lowest_loss": 2500, "consensus": 900}
+TRAINING_STEPS = {"lowest_loss": 2500, "consensus": 750}
 
 #: optimizer steps of the restarts' screening that ``screen_steps="auto"`` aims at
-SCREEN_STEPS = 600
+SCREEN_STEPS = 400
 
 
 class IICClustering(
@@ -78,10 +78,10 @@ class IICClustering(
     ==============  ===============================================  ===============
     n_init          8                                                3
     selection       "consensus"                                      "lowest_loss"
-    screen_steps    600                                              None
+    screen_steps    400                                              None
     perturbation    "elastic" up to 12 x 12 pixels, else "affine"    "tabular"
     overclustering  ``10 * n_clusters`` (at most ``n_samples``)      the same
-    max_epochs      about 900 optimizer steps (2 to 200 epochs);     about 2500
+    max_epochs      about 750 optimizer steps (2 to 200 epochs);     about 2500
                     2500 (10 to 200) with ``"lowest_loss"``          (10 to 200)
     ==============  ===============================================  ===============
 
@@ -116,7 +116,7 @@ class IICClustering(
         Screen the restarts: all ``n_init`` restarts train for about
         ``screen_steps`` optimizer steps (whole epochs, at least one), then
         only the kept ones (see ``selection``) train on to ``max_epochs``.
-        None trains every restart to ``max_epochs``. "auto": 600 steps for
+        None trains every restart to ``max_epochs``. "auto": 400 steps for
         images, None for tabular data.
     n_repeats : int, default=5
         Perturbed copies of each sample per mini-batch (the paper's 5).
@@ -154,9 +154,9 @@ class IICClustering(
     batch_size : int, default=32
         Samples per mini-batch (each with ``n_repeats`` perturbed copies).
     max_epochs : int or "auto", default="auto"
-        Epochs of the kept restarts. "auto" trains for about 900 optimizer
-        steps with the consensus (``ceil(900 / steps_per_epoch)`` epochs, at
-        least 2 and at most 200: 17 epochs on scikit-learn's digits, 3 on
+        Epochs of the kept restarts. "auto" trains for about 750 optimizer
+        steps with the consensus (``ceil(750 / steps_per_epoch)`` epochs, at
+        least 2 and at most 200: 14 epochs on scikit-learn's digits, 3 on
         10,000 MNIST images) and about 2500 with ``"lowest_loss"`` (at least
         10 and at most 200: 45 epochs on the digits, 200 on a table of 200
         rows).

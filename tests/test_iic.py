@@ -176,18 +176,18 @@ def test_auto_defaults_follow_the_data(shape, perturbation):
     est = IICClustering(n_clusters=10)
     est.image_shape_ = shape
     est._resolve_defaults(np.zeros((1797, 64)))
-    # 56 steps an epoch: 2500 steps for one restart kept by its loss, 900 for a consensus
+    # 56 steps an epoch: 2500 steps for one restart kept by its loss, 750 for a consensus
     assert (est.perturbation_, est.overclustering_) == (perturbation, 100)
-    expected = (3, "lowest_loss", None, 45) if shape is None else (8, "consensus", 600, 17)
+    expected = (3, "lowest_loss", None, 45) if shape is None else (8, "consensus", 400, 14)
     assert (est.n_init_, est.selection_, est.screen_steps_, est.max_epochs_) == expected
     est._resolve_defaults(np.zeros((50, 64)))
     assert (est.overclustering_, est.max_epochs_) == (50, 200)
     est._resolve_defaults(np.zeros((20000, 64)))  # 625 steps an epoch
-    assert est.max_epochs_ == (10 if shape is None else 2)  # 900 steps: 2 epochs
+    assert est.max_epochs_ == (10 if shape is None else 2)  # 750 steps: 2 epochs
     screened = IICClustering(n_clusters=10, selection="lowest_loss")
     screened.image_shape_ = shape
     screened._resolve_defaults(np.zeros((1797, 64)))
-    assert (screened.screen_steps_, screened.max_epochs_) == (None if shape is None else 600, 45)
+    assert (screened.screen_steps_, screened.max_epochs_) == (None if shape is None else 400, 45)
     chosen = IICClustering(n_clusters=10, perturbation="affine", overclustering=0, max_epochs=3)
     chosen.image_shape_ = shape
     chosen._resolve_defaults(np.zeros((1797, 64)))
