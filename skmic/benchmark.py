@@ -35,6 +35,7 @@ import numpy as np
 
 __all__ = [
     "DATASETS", "ESTIMATORS", "PROBES", "SUITES", "SWEEPS", "format_table", "load_dataset", "merge_results",
+    "suite_coverage",
     "run_benchmark", "run_suite", "save_results", "score_labels",
 ]
 
@@ -256,6 +257,23 @@ def run_suite(name, *, data_home=None, log=print):
     for estimators, datasets, seeds in SUITES[name]:
         runs += run_benchmark(estimators, datasets, seeds, data_home=data_home, log=log)
     return runs
+
+
+def suite_coverage(name, runs):
+    """What ``runs`` lack and hold beyond the suite ``name``: two sorted lists of (estimator, dataset, seed).
+
+    A suite's table assembled from pieces (``skmic benchmark --merge ...
+    --suite NAME``) must hold every run of the suite, once, with the
+    defaults (no sweep configuration), and nothing else.
+    """
+    if name not in SUITES:
+        raise ValueError(f"unknown suite {name!r}; choose from {sorted(SUITES)}.")
+    wanted = {(e, d, s) for estimators, datasets, seeds in SUITES[name]
+              for e in estimators for d in datasets for s in seeds}
+    got = [(r["estimator"], r["dataset"], r["seed"]) for r in runs if r.get("configuration") is None]
+    configured = [(r["estimator"], r["dataset"], r["seed"]) for r in runs if r.get("configuration") is not None]
+    twice = {t for t in got if got.count(t) > 1}
+    return sorted(wanted - set(got)), sorted((set(got) - wanted) | twice | set(configured))
 
 
 def write_table_into(path, name, table, provenance):
