@@ -35,7 +35,7 @@ import numpy as np
 
 __all__ = [
     "DATASETS", "ESTIMATORS", "PROBES", "SUITES", "SWEEPS", "format_table", "load_dataset", "merge_results",
-    "suite_coverage",
+    "suite_coverage", "suite_runs",
     "run_benchmark", "run_suite", "save_results", "score_labels",
 ]
 
@@ -259,6 +259,14 @@ def run_suite(name, *, data_home=None, log=print):
     return runs
 
 
+def suite_runs(name):
+    """The runs of the suite ``name``: (estimator, dataset, seed) in the order :func:`run_suite` makes them."""
+    if name not in SUITES:
+        raise ValueError(f"unknown suite {name!r}; choose from {sorted(SUITES)}.")
+    return [(e, d, s) for estimators, datasets, seeds in SUITES[name]
+            for d in datasets for e in estimators for s in seeds]
+
+
 def suite_coverage(name, runs):
     """What ``runs`` lack and hold beyond the suite ``name``: two sorted lists of (estimator, dataset, seed).
 
@@ -266,10 +274,7 @@ def suite_coverage(name, runs):
     --suite NAME``) must hold every run of the suite, once, with the
     defaults (no sweep configuration), and nothing else.
     """
-    if name not in SUITES:
-        raise ValueError(f"unknown suite {name!r}; choose from {sorted(SUITES)}.")
-    wanted = {(e, d, s) for estimators, datasets, seeds in SUITES[name]
-              for e in estimators for d in datasets for s in seeds}
+    wanted = set(suite_runs(name))
     got = [(r["estimator"], r["dataset"], r["seed"]) for r in runs if r.get("configuration") is None]
     configured = [(r["estimator"], r["dataset"], r["seed"]) for r in runs if r.get("configuration") is not None]
     twice = {t for t in got if got.count(t) > 1}

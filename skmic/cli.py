@@ -22,7 +22,7 @@ import numpy as np
 
 from .benchmark import (
     DATASETS, ESTIMATORS, PROBES, SUITES, SWEEPS, _matching_params, environment, format_table, merge_results,
-    run_benchmark, run_suite, save_results, suite_coverage, write_table_into,
+    run_benchmark, run_suite, save_results, suite_coverage, suite_runs, write_table_into,
 )
 
 
@@ -470,6 +470,8 @@ def _merge(args):
         if missing or extra:
             raise CLIError(f"--merge: the pieces are not the suite {args.suite}: "
                            f"missing {missing or 'nothing'}, beyond it or twice {extra or 'nothing'}")
+        order = {run: i for i, run in enumerate(suite_runs(args.suite))}  # the table as one run prints it
+        runs = sorted(runs, key=lambda r: order[(r["estimator"], r["dataset"], r["seed"])])
     print(save_results(runs, args.name, args.out_dir, command=command, notes=args.notes, env=env))
     if args.update is not None:
         table = format_table(runs)
