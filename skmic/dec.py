@@ -51,6 +51,32 @@ def compactness(z, labels, n_clusters):
     return within / total if total > 0 else 1.0
 
 
+def agreement(labelings):
+    """Mean adjusted Rand index of each labeling with the others.
+
+    Parameters
+    ----------
+    labelings : sequence of array-like of shape (n_samples,)
+        At least two clusterings of the same samples.
+
+    Returns
+    -------
+    ndarray of shape (len(labelings),)
+        Entry ``r``: the mean ARI between labeling ``r`` and every other
+        one. The highest is the medoid, the clustering closest to all the
+        others.
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    labelings = [np.asarray(labels) for labels in labelings]
+    n = len(labelings)
+    ari = np.eye(n)
+    for i in range(n):
+        for j in range(i + 1, n):
+            ari[i, j] = ari[j, i] = adjusted_rand_score(labelings[i], labelings[j])
+    return (ari.sum(1) - 1.0) / (n - 1)
+
+
 def _rms(z):
     """Root mean square of the entries of ``z`` (:class:`~skmic._data.Rows`), in float64."""
     total = sum(float(zb.double().pow(2).sum()) for _, zb in z.chunks(_PASS_ROWS))
@@ -97,7 +123,7 @@ class DECClustering(
     clean data's targets (DEC-DA, Guo et al. 2018).
 
     Defaults chosen from the data (parameters left at "auto"; the fitted
-    values are ``perturbation_``, ``rescale_input_``, ``pretrain_``,
+    values are ``selection_``, ``perturbation_``, ``rescale_input_``, ``pretrain_``,
     ``pretrain_epochs_`` and ``max_epochs_``):
 
     ===============  ==========================  ==========================
@@ -168,17 +194,23 @@ class DECClustering(
     n_init : int, default=1
         Independent runs of the whole method (pretraining, k-means
         initialisation, clustering phase), each from new random weights;
-        the run whose final embedding is the most compact, the lowest
-        within-cluster over total sum of squares under its own labels
-        (``restart_losses_``), is kept, the way k-means keeps its
-        restart of lowest inertia. Not in the paper, whose results vary
-        with the pretraining; the compactness is a weak but the best found
-        guide to the better run (the user guide's DEC page has the study).
-        One by default, because each run costs a full fit.
-        Costs ``n_init`` times the fit time: unlike IIC's restarts the
-        runs train one after another, not as one stacked network, because
-        each stops on its own (``label_change_tol``) and a stopped run would
-        still move under SGD's momentum inside a shared optimizer step.
+        one of them is kept (``selection``). Not in the paper, whose results
+        vary with the pretraining. Costs ``n_init`` times the fit time:
+        unlike IIC's restarts the runs train one after another, not as one
+        stacked network, because each stops on its own
+        (``label_change_tol``) and a stopped run would still move under
+        SGD's momentum inside a shared optimizer step.
+    selection : {"auto", "agreement", "compactness"}, default="auto"
+        Which of the ``n_init`` runs is kept. "agreement": the run whose
+        labels agree most with the other runs' (the highest mean adjusted
+        Rand index with them: the medoid of the runs' clusterings), which
+        needs ``n_init >= 3``; a run that merged two clusters or split one
+        is outvoted when the other runs made other mistakes or none.
+        "compactness": the run whose final embedding is the most compact,
+        the lowest within-cluster over total sum of squares under its own
+        labels, the way k-means keeps its restart of lowest inertia (a weak
+        guide on the digits: the user guide's DEC page has the study).
+        "auto": agreement from three runs on, compactness below.
     update_interval : int, default=140
         Optimizer steps (mini-batches) between two updates of the target
         distribution (140 as popular reimplementations use on MNIST; the
@@ -267,8 +299,11 @@ class DECClustering(
         (the mean mini-batch loss) and, once two target updates were made,
         ``delta_label`` (the fraction of labels changed at the latest).
     restart_losses_ : ndarray of shape (n_init,)
-        Within-cluster over total sum of squares of each run's final
-        embedding (lower is more compact; the lowest is kept).
+        The selection criterion of each run, lowest kept: one minus its mean
+        adjusted Rand index with the other runs (``selection_ ==
+        "agreement"``), or the within-cluster over total sum of squares of
+        its final embedding (``"compactness"``; also when a callback or an
+        interruption left fewer than three runs).
     pretrain_history_ : list of dict
         Per-epoch reconstruction losses of pretraining (empty with a
         pretrained encoder).
@@ -276,7 +311,7 @@ class DECClustering(
         The trained encoder, in eval mode.
     image_shape_ : tuple of int or None
         ``image_shape`` as ``(C, H, W)``.
-    perturbation_, rescale_input_, pretrain_, pretrain_epochs_, max_epochs_
+    selection_, perturbation_, rescale_input_, pretrain_, pretrain_epochs_, max_epochs_
         The values that ran: the parameters, with "auto" resolved.
     input_scale_ : float
         The constant the data is multiplied by (1.0 without
@@ -339,6 +374,7 @@ class DECClustering(
         "degrees_of_freedom": [Interval(numbers.Real, 0, None, closed="neither")],
         "kmeans_n_init": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
+        "selection": [StrOptions({"auto", "agreement", "compactness"})],
         "update_interval": [Interval(numbers.Integral, 1, None, closed="left")],
         "label_change_tol": [Interval(numbers.Real, 0, 1, closed="both")],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
@@ -366,6 +402,7 @@ class DECClustering(
         degrees_of_freedom=1.0,
         kmeans_n_init=20,
         n_init=1,
+        selection="auto",
         update_interval=140,
         label_change_tol=0.001,
         reconstruction_weight=0.0,
@@ -393,6 +430,7 @@ class DECClustering(
         self.degrees_of_freedom = degrees_of_freedom
         self.kmeans_n_init = kmeans_n_init
         self.n_init = n_init
+        self.selection = selection
         self.update_interval = update_interval
         self.label_change_tol = label_change_tol
         self.reconstruction_weight = reconstruction_weight
@@ -412,6 +450,7 @@ class DECClustering(
         image = self.image_shape_ is not None
         steps_per_epoch = math.ceil(X.shape[0] / self.batch_size)
         return dict(
+            selection="agreement" if self.n_init >= 3 else "compactness",
             perturbation="shift-rotate" if image else None,
             rescale_input=image,
             pretrain="greedy" if image else "end_to_end",
@@ -426,6 +465,11 @@ class DECClustering(
                 "ask for fewer clusters or pass more samples."
             )
         check_layer_sizes("hidden_layer_sizes", self.hidden_layer_sizes)
+        if self.selection == "agreement" and self.n_init < 3:
+            raise ValueError(
+                f"selection='agreement' keeps the run that agrees most with the others, which needs "
+                f"n_init >= 3 runs (got n_init={self.n_init}); use selection='compactness' or more runs."
+            )
         if self.pretrained_encoder is not None and self.reconstruction_weight > 0:
             raise ValueError(
                 "reconstruction_weight > 0 (IDEC) needs a decoder, which a "
@@ -500,7 +544,10 @@ class DECClustering(
             runs[-1]["pretrain_history"] = pretrain_history
             if control is not None and control.ended:  # interrupted or stopped: no further restart
                 break
-        self.restart_losses_ = np.asarray([run["compactness"] for run in runs])
+        if self.selection_ == "agreement" and len(runs) >= 3:
+            self.restart_losses_ = 1.0 - agreement([run["labels"].cpu().numpy() for run in runs])
+        else:  # one or two runs (also when a callback or an interruption ended the restarts early)
+            self.restart_losses_ = np.asarray([run["compactness"] for run in runs])
         best = runs[int(np.argmin(self.restart_losses_))]
         self.pretrain_history_ = best["pretrain_history"]
         self._set_run(best)

@@ -181,7 +181,8 @@ def test_compactness_against_reference():
 def test_restarts_keep_the_most_compact_run(blobs):
     X, _ = blobs
     one = tiny(pretrain_epochs=3, max_epochs=5).fit(X)
-    three = tiny(pretrain_epochs=3, max_epochs=5, n_init=3).fit(X)
+    three = tiny(pretrain_epochs=3, max_epochs=5, n_init=3, selection="compactness").fit(X)
+    assert three.selection_ == "compactness" and one.selection_ == "compactness"
     scores = three.restart_losses_
     assert scores.shape == (3,) and one.restart_losses_.shape == (1,)
     assert scores[0] == pytest.approx(one.restart_losses_[0])  # the first run is the single run
@@ -190,6 +191,59 @@ def test_restarts_keep_the_most_compact_run(blobs):
     assert _compactness_reference(three.transform(X), three.labels_) == pytest.approx(scores[kept], rel=1e-4)
     if kept == 0:
         np.testing.assert_array_equal(three.labels_, one.labels_)
+
+
+def _agreement_reference(labelings):
+    """Mean adjusted Rand index with the others, from the pair-counting formula."""
+    from math import comb
+
+    def ari(a, b):
+        n = len(a)
+        table = np.zeros((a.max() + 1, b.max() + 1), dtype=int)
+        np.add.at(table, (a, b), 1)
+        index = sum(comb(int(v), 2) for v in table.ravel())
+        rows, cols = sum(comb(int(v), 2) for v in table.sum(1)), sum(comb(int(v), 2) for v in table.sum(0))
+        expected = rows * cols / comb(n, 2)
+        return (index - expected) / ((rows + cols) / 2 - expected)
+
+    return np.array([np.mean([ari(a, b) for b in labelings if b is not a]) for a in labelings])
+
+
+def test_agreement_against_reference_and_medoid():
+    from skmic.dec import agreement
+
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(4), 25)
+    merged = np.where(truth == 1, 0, truth)  # two clusters merged
+    split = truth.copy()
+    split[truth == 2] = rng.choice([2, 3], 25)  # one cluster split, another moved
+    noisy = np.where(rng.random(100) < 0.1, rng.integers(0, 4, 100), truth)
+    labelings = [merged, noisy, split, truth]
+    np.testing.assert_allclose(agreement(labelings), _agreement_reference(labelings), rtol=1e-12)
+    # the runs that made different mistakes agree most with the one that made none
+    assert np.argmax(agreement([merged, split, truth])) == 2
+    np.testing.assert_allclose(agreement([truth, 3 - truth]), [1.0, 1.0])  # the label names do not matter
+
+
+def test_restarts_keep_the_run_that_agrees_most(blobs, monkeypatch):
+    X, _ = blobs
+    from skmic.dec import agreement
+
+    runs = []
+    original = DECClustering._cluster
+
+    def recording(self, *args, **kwargs):  # the real clustering phase, its runs kept for the test
+        runs.append(original(self, *args, **kwargs))
+        return runs[-1]
+
+    monkeypatch.setattr(DECClustering, "_cluster", recording)
+    dec = tiny(pretrain_epochs=3, max_epochs=5, n_init=4).fit(X)
+    assert dec.selection_ == "agreement" and len(runs) == 4
+    labels = [run["labels"].numpy() for run in runs]
+    np.testing.assert_allclose(dec.restart_losses_, 1 - agreement(labels))
+    np.testing.assert_array_equal(dec.labels_, labels[int(np.argmax(agreement(labels)))])
+    with pytest.raises(ValueError, match="n_init >= 3"):
+        tiny(n_init=2, selection="agreement").fit(X)
 
 
 class _Recorder:
