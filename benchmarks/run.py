@@ -7,6 +7,11 @@ Example::
 
 Writes ``benchmarks/results/<name>.md`` and ``<name>.json`` (see
 ``skmic benchmark --help``: sweeps, probes, parameters, merges).
+
+Under ``torchrun`` every fit is trained by all the processes together
+(``torch.distributed``, gloo on the CPU); rank 0 prints and saves::
+
+    torchrun --nproc-per-node 2 benchmarks/run.py --estimators kmeans --datasets digits --name ddp_2proc
 """
 
 import sys

@@ -28,6 +28,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._data import Rows, StreamedArray, is_streamed, read_rows, take_rows
+from . import _distributed as distributed
 from ._training import TrainingControl
 from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
 
@@ -551,8 +552,8 @@ class BaseTorchEstimator(BaseEstimator):
 
     # ---------------------------------------------------------------- fitting
     def _fit_seed(self):
-        """An int seed drawn from ``random_state`` (as scikit-learn does)."""
-        return int(check_random_state(self.random_state).randint(2**31 - 1))
+        """An int seed drawn from ``random_state`` (as scikit-learn does); rank 0's in a distributed fit."""
+        return distributed.broadcast_seed(int(check_random_state(self.random_state).randint(2**31 - 1)))
 
     @fit_context
     def fit(self, X, y=None):
@@ -590,6 +591,8 @@ class BaseTorchEstimator(BaseEstimator):
         with self._fit_transaction():
             warm = bool(getattr(self, "warm_start", False)) and hasattr(self, "_network_config_fitted")
             X = self._validate_input(X, reset=not warm)
+            distributed.check_same_shape(X.shape)
+            self.world_size_ = distributed.world_size()
             self._resolve_defaults(X)
             if warm:
                 self._check_warm_start()

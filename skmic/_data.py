@@ -402,9 +402,14 @@ class Rows:
         for start, stop in chunk_starts(len(self), rows_per_chunk):
             yield start, self.slice(start, stop)
 
-    def store(self, n_columns, dtype=torch.float32, fill=0):
-        """A :class:`RowStore` of ``n_columns`` per row: in memory, or on disk for a streamed source."""
-        return RowStore(len(self), n_columns, dtype, self.device, on_disk=self.streamed, fill=fill)
+    def store(self, n_columns, dtype=torch.float32, fill=0, n_rows=None):
+        """A :class:`RowStore` of ``n_columns`` per row: in memory, or on disk for a streamed source.
+
+        One row per row of the data, or ``n_rows`` (one per row of a rank's
+        shard, :mod:`skmic._distributed`).
+        """
+        n_rows = len(self) if n_rows is None else n_rows
+        return RowStore(n_rows, n_columns, dtype, self.device, on_disk=self.streamed, fill=fill)
 
 
 _TORCH_TO_NUMPY = {torch.float32: np.float32, torch.float64: np.float64, torch.int64: np.int64,

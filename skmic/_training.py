@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from . import _distributed as distributed
 from .exceptions import TrainingDivergedError
 
 __all__ = [
@@ -234,6 +235,11 @@ class TrainingControl:
         checkpoints = [c for c in callbacks if isinstance(c, Checkpoint)]
         if len(checkpoints) > 1:
             raise ValueError(f"callbacks holds {len(checkpoints)} Checkpoints; a fit saves to one.")
+        if checkpoints and distributed.world_size() > 1:
+            raise ValueError(
+                "A Checkpoint cannot resume a distributed fit (each rank's random streams differ); "
+                "remove it from callbacks, or fit in one process."
+            )
         self.callbacks = [c for c in callbacks if not isinstance(c, Checkpoint)]
         self.checkpoint = checkpoints[0] if checkpoints else None
         self.fingerprint = (fingerprint or str)() if self.checkpoint is not None else ""
@@ -429,10 +435,13 @@ def train(
                 for module in modules:
                     module.eval()
                 return result
+    rows = distributed.shard(n_samples, device)  # this rank's rows; None: all of them (one process)
+    main = distributed.is_main()
+    distributed.split_streams(generators)
     for module in modules:
         module.train()
     progress = tqdm(
-        range(result.n_epochs, max_epochs), desc=desc, disable=verbose < 1, file=sys.stderr, leave=False,
+        range(result.n_epochs, max_epochs), desc=desc, disable=verbose < 1 or not main, file=sys.stderr, leave=False,
         mininterval=_progress_interval(sys.stderr), initial=result.n_epochs, total=max_epochs,
     )
     try:
@@ -443,8 +452,10 @@ def train(
             for phase in phases:
                 total, count = 0.0, 0
                 for indices in batches(
-                    n_samples, batch_size, generator=generator, device=device
+                    n_samples if rows is None else len(rows), batch_size, generator=generator, device=device
                 ):
+                    if rows is not None:
+                        indices = rows[indices]
                     if before_step is not None and before_step(result.n_steps):
                         stop = "hook"
                         break
@@ -452,6 +463,7 @@ def train(
                         opt.zero_grad(set_to_none=True)
                     loss = step(indices, phase)
                     loss.sum().backward()
+                    distributed.average_gradients(_parameters(optimizers))
                     for opt in optimizers:
                         opt.step()
                     total = total + loss.detach()
@@ -464,7 +476,7 @@ def train(
             if not totals:  # stopped before the epoch's first step
                 result.stop(stop)
                 break
-            mean = sum(t for _, t in totals) / len(totals)
+            mean = distributed.mean_over_ranks(sum(t for _, t in totals) / len(totals))
             record["loss"] = _as_record(mean)
             if not bool(torch.isfinite(mean).all()):
                 raise TrainingDivergedError(
@@ -481,7 +493,7 @@ def train(
             result.history.append(record)
             result.n_epochs = epoch + 1
             progress.set_postfix(loss=f"{float(mean.sum()):.4f}", refresh=False)  # at tqdm's own pace
-            if verbose >= 2:
+            if verbose >= 2 and main:
                 tqdm.write(
                     f"[{desc}] epoch {epoch + 1}/{max_epochs} loss "
                     + " ".join(f"{v:.5f}" for v in mean.reshape(-1).tolist()),
@@ -511,6 +523,8 @@ def train(
         progress.close()
         for module in modules:
             module.eval()
+        distributed.join_streams(generators)
+        distributed.broadcast_state(modules)  # rank 0's BatchNorm statistics everywhere (weights agree)
     if control is not None and not result.interrupted:
         control.save(result, modules, optimizers, generators, complete=True, best=best, stale=stale)
     return result

@@ -660,16 +660,21 @@ def fit_and_score(est, X, y, *, dataset, estimator, seed):
     Returns
     -------
     record : dict
-        ``dataset``, ``estimator``, ``seed``, ``n_samples``, ``acc``, ``nmi``,
-        ``ari``, ``fit_time_s``, ``cpu_time_s`` (CPU seconds of all this
-        process's threads: on a shared machine the wall time also counts
-        other processes' work, this does not), and ``inertia`` or IIC's
-        sub-head scores where the estimator has them.
+        ``dataset``, ``estimator`` (followed by `` (W processes)`` for a fit
+        by the ``W`` processes of a ``torch.distributed`` group), ``seed``,
+        ``n_samples``, ``acc``, ``nmi``, ``ari``, ``fit_time_s``,
+        ``cpu_time_s`` (CPU seconds of all this process's threads: on a
+        shared machine the wall time also counts other processes' work, this
+        does not), and ``inertia`` or IIC's sub-head scores where the
+        estimator has them.
     """
     start, cpu_start = time.perf_counter(), time.process_time()
     labels = est.fit_predict(X)
     _synchronize()
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    world = getattr(est[-1] if hasattr(est, "steps") else est, "world_size_", 1)
+    if world > 1:  # a fit by the processes of a torch.distributed group
+        estimator = f"{estimator} ({world} processes)"
     record = {"dataset": dataset, "estimator": estimator, "seed": seed, "n_samples": int(X.shape[0]),
               **score_labels(y, labels), "fit_time_s": elapsed, "cpu_time_s": cpu}
     if hasattr(est, "inertia_"):

@@ -1,5 +1,11 @@
 """Command line: ``skmic demo | cluster | segment | benchmark`` (also ``python -m skmic``).
 
+Under ``torchrun`` (``torchrun --nproc-per-node 2 -m skmic cluster ...``)
+``cluster`` and ``segment`` train one model with all the processes
+(:mod:`skmic._distributed`): every process reads the input, and only rank 0
+writes the output files and the summary line; ``benchmark`` trains each of
+its fits with all the processes, and rank 0 prints and saves the table.
+
 Every user error -- a bad option, an unreadable or non-numeric file, an
 output path that cannot be written, input an estimator rejects -- ends with
 one line on standard error and exit status 2, found before any training.
@@ -349,6 +355,10 @@ def cluster(args):
         columns.update({f"p{k}": proba[:, k] for k in range(proba.shape[1])})
     import pandas as pd
 
+    from . import _distributed
+
+    if not _distributed.is_main():  # the other ranks of a distributed fit write nothing
+        return 0
     model = pickle.dumps(est) if args.save_model else None  # before writing anything
     try:
         pd.DataFrame(columns).to_csv(args.output, index=False)
@@ -356,8 +366,14 @@ def cluster(args):
             Path(args.save_model).write_bytes(model)
     except OSError as exc:
         raise CLIError(f"cannot write the results: {exc}") from None
-    print(f"wrote {len(labels)} labels ({len(np.unique(labels))} clusters) to {args.output}")
+    print(f"wrote {len(labels)} labels ({len(np.unique(labels))} clusters) to {args.output}{_processes(est)}")
     return 0
+
+
+def _processes(est):
+    """`` (trained on W processes)`` after a distributed fit, else nothing."""
+    world = getattr(est[-1] if hasattr(est, "steps") else est, "world_size_", 1)
+    return f" (trained on {world} processes)" if world > 1 else ""
 
 
 # ---------------------------------------------------------------- segment
@@ -383,12 +399,16 @@ def segment(args):
         labels = est.fit_predict(images)
     except (ValueError, TypeError) as exc:
         raise CLIError(_first_line(exc)) from None
+    from . import _distributed
+
+    if not _distributed.is_main():  # the other ranks of a distributed fit write nothing
+        return 0
     try:
         np.save(args.output, labels)
     except OSError as exc:
         raise CLIError(f"cannot write the results: {exc}") from None
     print(f"wrote {labels.shape[0]} label maps of {labels.shape[1]}x{labels.shape[2]} pixels "
-          f"({len(np.unique(labels))} segments) to {args.output}")
+          f"({len(np.unique(labels))} segments) to {args.output}{_processes(est)}")
     return 0
 
 
@@ -396,7 +416,12 @@ def benchmark(args):
     """Front end of the benchmark harness: runs, sweeps, probes, suites and merges, one table."""
     if args.name:
         _check_output_dir(args.out_dir, "--out-dir")
-    command = "skmic " + shlex.join(args.argv)
+    from . import _distributed
+
+    world, main_rank = _distributed.world_size(), _distributed.is_main()
+    launcher = f"torchrun --nproc-per-node {world} -m skmic " if world > 1 else "skmic "
+    command = launcher + shlex.join(args.argv)
+    log = print if main_rank else (lambda line: None)  # the other ranks of a distributed run write nothing
     if args.threads is not None:
         import torch
 
@@ -414,7 +439,7 @@ def benchmark(args):
     if args.suite is not None:
         if args.params or args.sweep or args.probes:
             raise CLIError("a suite runs the defaults: drop --params, --sweep and --probes, or --suite")
-        runs = run_suite(args.suite, data_home=args.data_home)
+        runs = run_suite(args.suite, data_home=args.data_home, log=log)
     else:
         estimators, configurations = args.estimators or [], None
         if args.sweep:
@@ -428,12 +453,14 @@ def benchmark(args):
         try:
             runs = run_benchmark(estimators, args.datasets, args.seeds, data_home=args.data_home,
                                  params=dict(args.params or []), configurations=configurations,
-                                 probes=args.probes or ())
+                                 probes=args.probes or (), log=log)
         except (ValueError, TypeError) as exc:
             raise CLIError(_first_line(exc)) from None
     summaries = [PROBES[p].summary(runs) for p in args.probes or () if PROBES[p].summary is not None]
     notes = "\n\n".join(filter(None, [args.notes, *summaries]))
     table = format_table(runs)
+    if not main_rank:
+        return 0
     if args.name:
         save_results(runs, args.name, args.out_dir, command=command, notes=notes)
     if args.update is not None:
@@ -575,9 +602,25 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     args.argv = argv  # as given, for the command a results file records
     prefix = f"skmic {args.command}"
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return _run(args, prefix, main_rank=True)
+    if args.command not in ("cluster", "segment", "benchmark") or getattr(args, "merge", None):  # under torchrun
+        print(f"{prefix}: error: only cluster, segment and benchmark run on several processes (torchrun); "
+              f"run {args.command}{' --merge' * (args.command == 'benchmark')} in one", file=sys.stderr)
+        return 2
+    from . import _distributed
+
+    with _distributed.group_from_env(getattr(args, "device", "cpu")):
+        rank = _distributed.rank()
+        return _run(args, prefix + (f" (rank {rank})" if rank else ""), main_rank=rank == 0)
+
+
+def _run(args, prefix, main_rank):
+    """``args.func(args)``, its user errors and warnings as one line each (warnings from rank 0 only)."""
 
     def one_line(message, category, filename, lineno, file=None, line=None):
-        print(f"{prefix}: warning: {_first_line(message)}", file=sys.stderr)
+        if main_rank:  # every rank warns alike: rank 0 speaks for them
+            print(f"{prefix}: warning: {_first_line(message)}", file=sys.stderr)
 
     try:
         with warnings.catch_warnings():

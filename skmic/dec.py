@@ -10,6 +10,7 @@ import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 
+from . import _distributed as distributed
 from ._base import (
     CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_layer_sizes,
 )
@@ -319,6 +320,11 @@ class DECClustering(
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
     device_ : torch.device
+    world_size_ : int
+        Processes that trained the model together: 1 for an ordinary fit,
+        ``W`` for a fit in each of the ``W`` processes of a
+        ``torch.distributed`` group (``torchrun``; see the user guide's
+        "Distributed" page).
 
     See Also
     --------
@@ -448,7 +454,7 @@ class DECClustering(
     # ------------------------------------------------------------------ fit
     def _auto_defaults(self, X):
         image = self.image_shape_ is not None
-        steps_per_epoch = math.ceil(X.shape[0] / self.batch_size)
+        steps_per_epoch = math.ceil(distributed.rows_per_rank(X.shape[0]) / self.batch_size)
         return dict(
             selection="agreement" if self.n_init >= 3 else "compactness",
             perturbation="shift-rotate" if image else None,
@@ -631,28 +637,38 @@ class DECClustering(
         return encoder.eval(), history
 
     def _cluster(self, encoder, centers, Xt, augment, generator, history):
-        """The clustering phase from ``encoder`` and ``centers``, after ``history``; returns the run."""
+        """The clustering phase from ``encoder`` and ``centers``, after ``history``; returns the run.
+
+        In a distributed fit each rank computes the target of its shard's rows
+        (the rows it trains on), from the soft cluster frequencies summed over
+        the ranks.
+        """
         initial_rms = _rms(self._embed(encoder, Xt))
         centers = torch.nn.Parameter(centers.clone())
         optimizer = torch.optim.SGD(list(encoder.parameters()) + [centers], lr=self.learning_rate, momentum=0.9)
         state = {"p": None, "labels": None, "delta": None}
 
         def full_q():
-            """Write ``q`` of every sample into ``p`` (one pass); its labels and soft cluster frequencies."""
-            p = state["p"] if state["p"] is not None else Xt.store(self.n_clusters)
-            labels = torch.empty(len(Xt), dtype=torch.long, device=Xt.device)
-            frequencies = torch.zeros(self.n_clusters, dtype=torch.float64, device=Xt.device)
-            square = 0.0
+            """Write ``q`` of every sample into ``p`` (one pass); its labels and soft cluster frequencies.
+
+            Every sample of this rank's shard, in a distributed fit (``p`` and
+            the labels indexed by position in the shard); the frequencies and
+            the embedding's sum of squares are summed over the ranks.
+            """
+            n_own = distributed.shard_size(len(Xt))
+            p = state["p"] if state["p"] is not None else Xt.store(self.n_clusters, n_rows=n_own)
+            labels = torch.empty(n_own, dtype=torch.long, device=Xt.device)
+            sums = torch.zeros(self.n_clusters + 1, dtype=torch.float64, device=Xt.device)  # frequencies, square
             with torch.no_grad():
-                for idx in batches(len(Xt), _PASS_ROWS, shuffle=False, device=Xt.device):
-                    z = encoder(Xt.rows(idx))
-                    square += float(z.double().pow(2).sum())
+                for position, x in distributed.shard_chunks(Xt, _PASS_ROWS):
+                    z = encoder(x)
                     q = student_t_assignment(z, centers.detach(), self.degrees_of_freedom)
-                    frequencies += q.double().sum(0)
-                    p.write(int(idx[0]), q)
-                    labels[idx] = q.argmax(1)
-                    n_values = (int(idx[-1]) + 1) * z.shape[1]
-            rms = math.sqrt(square / n_values)
+                    sums[:-1] += q.double().sum(0)
+                    sums[-1] += z.double().pow(2).sum()
+                    p.write(position, q)
+                    labels[position : position + len(q)] = q.argmax(1)
+            sums = distributed.all_reduce_sum(sums)
+            frequencies, rms = sums[:-1], math.sqrt(float(sums[-1]) / (len(Xt) * centers.shape[1]))
             if not math.isfinite(rms) or (initial_rms > 0 and rms > _MAX_EMBEDDING_GROWTH * initial_rms):
                 raise TrainingDivergedError(
                     f"DEC diverged: the scale (root mean square) of the embedding grew from "
@@ -670,7 +686,7 @@ class DECClustering(
             for s, q in p.chunks(_PASS_ROWS):  # q -> the target, in place
                 p.write(s, target_distribution(q, frequencies))
             if state["labels"] is not None:
-                state["delta"] = float((labels != state["labels"]).float().mean())
+                state["delta"] = float(distributed.global_mean((labels != state["labels"]).float()))
             state["p"], state["labels"] = p, labels
             return state["delta"] is not None and state["delta"] < self.label_change_tol
 
@@ -684,7 +700,8 @@ class DECClustering(
         def step(idx, phase):
             x = augment(Xt.rows(idx))
             zb = encoder(x)
-            loss = dec_kl_loss(state["p"].rows(idx), student_t_assignment(zb, centers, self.degrees_of_freedom))
+            p = state["p"].rows(distributed.shard_position(idx))  # (idx itself in one process)
+            loss = dec_kl_loss(p, student_t_assignment(zb, centers, self.degrees_of_freedom))
             if reconstruct:
                 loss = loss + self.reconstruction_weight * mse(encoder.autoencoder.decode(zb), x)
             return loss

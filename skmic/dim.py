@@ -150,6 +150,11 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
     device_ : torch.device
+    world_size_ : int
+        Processes that trained the model together: 1 for an ordinary fit,
+        ``W`` for a fit in each of the ``W`` processes of a
+        ``torch.distributed`` group (``torchrun``; see the user guide's
+        "Distributed" page).
 
     See Also
     --------

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 
+from . import _distributed as distributed
 from ._base import (
     CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_layer_sizes,
 )
@@ -17,7 +18,7 @@ from ._data import Rows
 from ._training import adam, batches
 from .nn.encoders import MLP, ConvEncoder, init_weights
 from .nn.heads import IICNet
-from .nn.losses import iic_joint, iic_loss, mutual_information
+from .nn.losses import iic_joint, mutual_information
 from .consensus import fit_consensus
 from .nn.stacked import restart_seeds, stack_inputs
 from .perturbations import PERTURBATIONS, check_perturbation, make_perturbation
@@ -225,6 +226,11 @@ class IICClustering(
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Defined when ``X`` has string column names.
     device_ : torch.device
+    world_size_ : int
+        Processes that trained the model together: 1 for an ordinary fit,
+        ``W`` for a fit in each of the ``W`` processes of a
+        ``torch.distributed`` group (``torchrun``; see the user guide's
+        "Distributed" page).
 
     See Also
     --------
@@ -388,7 +394,7 @@ class IICClustering(
         )
 
     def _steps_per_epoch(self, n_samples):
-        return max(1, n_samples // self.batch_size)
+        return max(1, distributed.rows_per_rank(n_samples) // self.batch_size)
 
     def _build_network(self, n_features, n_samples, restarts=1):
         if self.image_shape_ is not None and self.encoder != "mlp":
@@ -601,9 +607,10 @@ class _Restarts(Restarts):
         loss = 0.0
         for head in heads:
             z = head(h)  # (b (1 + r), R * n_heads, C)
-            # the joint of every (x, g_j(x)) pair: sum_i z_i (sum_j z'_ij)^T
+            # the joint of every (x, g_j(x)) pair: sum_i z_i (sum_j z'_ij)^T, summed over the ranks
             z_pert = z[b:].view(r, b, *z.shape[1:]).sum(0)
-            loss = loss + iic_loss(z[:b], z_pert, est.lamb).view(self.n_restarts, -1).mean(1)
+            joint = distributed.all_reduce_sum(iic_joint(z[:b], z_pert), differentiable=True)
+            loss = loss - mutual_information(joint, est.lamb).view(self.n_restarts, -1).mean(1)
         return loss
 
     def head_losses(self):
@@ -611,15 +618,17 @@ class _Restarts(Restarts):
 
         In eval mode, with one draw of the perturbation from a fixed seed,
         the same for every restart (so the restarts are compared on the same
-        pairs, and the training streams are left untouched).
+        pairs, and the training streams are left untouched). In a
+        distributed fit each rank adds up the joint of its shard and the
+        joints are summed over the ranks.
         """
         net, Xt = self.net, self.Xt
         generator = torch.Generator(Xt.device).manual_seed(0)
-        joint = 0.0
+        joint = torch.zeros((), device=Xt.device)
         with torch.no_grad():
-            for idx in batches(Xt.shape[0], 1024, shuffle=False, device=Xt.device):
-                x = Xt.rows(idx)
+            for _, x in distributed.shard_chunks(Xt, 1024):  # every row in one process
                 pairs = torch.cat([x, self.g(x, generator)]).expand(self.n_restarts, -1, -1)
                 z = net.main(net(stack_inputs(pairs)))
-                joint = joint + iic_joint(z[: len(idx)], z[len(idx) :])
+                joint = joint + iic_joint(z[: len(x)], z[len(x) :])
+        joint = distributed.all_reduce_sum(joint)
         return -mutual_information(joint.double(), self.est.lamb).view(self.n_restarts, -1)

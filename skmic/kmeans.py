@@ -20,6 +20,7 @@ import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 
+from . import _distributed as distributed
 from ._base import BaseTorchEstimator, Interval, StrOptions
 from ._data import Rows, chunk_starts
 
@@ -79,9 +80,16 @@ def _sq_dist(X, x_sq, points):
 _PASS_ELEMENTS = 1 << 22
 
 
-def _passes(rows):
-    """``[(start, stop), ...]``: the chunks of a pass over ``rows`` (in memory and streamed alike)."""
-    return chunk_starts(len(rows), max(1, _PASS_ELEMENTS // max(1, rows.shape[1])))
+def _passes(rows, shard=False):
+    """``[(start, stop), ...]``: the chunks of a pass over ``rows`` (in memory and streamed alike).
+
+    With ``shard``, only this rank's block of the rows in a distributed fit
+    (:func:`skmic._distributed.block`; all of them in one process): the
+    passes whose per-chunk sums are then summed over the ranks.
+    """
+    start, stop = distributed.block(len(rows)) if shard else (0, len(rows))
+    step = max(1, _PASS_ELEMENTS // max(1, rows.shape[1]))
+    return [(s + start, e + start) for s, e in chunk_starts(stop - start, step)]
 
 
 def _centred(rows, mean, start, stop):
@@ -165,6 +173,24 @@ def _relocate_empty(rows, mean, centers, counts, far):
         centers[r, empty] = rows.rows(far[1][: len(empty), r]) - mean
 
 
+def _farthest_over_ranks(far, count, n_restarts, device):
+    """The ``count`` largest distances per restart over every rank's ``far`` (:func:`_farthest`).
+
+    Each rank's ``(values, rows)`` is padded to ``count`` entries (distance
+    -inf) before the gather, so that the ranks exchange tensors of one shape.
+    ``far`` itself at world size 1.
+    """
+    if distributed.world_size() == 1:
+        return far
+    values = torch.full((count, n_restarts), -math.inf, dtype=torch.float64, device=device)
+    index = torch.zeros(count, n_restarts, dtype=torch.long, device=device)
+    if far is not None:
+        values[: len(far[0])], index[: len(far[1])] = far[0], far[1]
+    values, index = distributed.all_gather_cat(values), distributed.all_gather_cat(index)
+    values, pick = torch.topk(values, count, dim=0)
+    return values, torch.gather(index, 0, pick)
+
+
 def _farthest(top, dist, start, count):
     """Merge the ``count`` largest distances per restart of a chunk into ``top = (values, rows)``."""
     values, index = torch.topk(dist, min(count, dist.shape[0]), dim=0)  # (<= count, r)
@@ -227,6 +253,17 @@ def kmeans(
     --------
     KMeansBaseline : The scikit-learn estimator built on this function.
 
+    Notes
+    -----
+    In a distributed fit (:mod:`skmic._distributed`) every rank passes the
+    same ``X`` and ``generator`` state. The mean and variance and every Lloyd
+    iteration read only the rank's block of the rows, and the chunked
+    passes' partial sums (centre sums, counts, label changes, inertia, the
+    farthest points of empty clusters) are summed over the ranks; the
+    seeding and the final assignment run on every rank on all of ``X`` (the
+    same draws and the same labels everywhere). The result is the
+    one-process result up to the order of float additions.
+
     Examples
     --------
     >>> import torch
@@ -242,8 +279,10 @@ def kmeans(
     rows = X if isinstance(X, Rows) else Rows(X, X.device, dtype=X.dtype)
     (n, d), dtype, device = rows.shape, rows.dtype, rows.device
     # centring keeps the |x|^2 - 2 x.c + |c|^2 expansion accurate
-    mean = (sum(rows.slice(s, e).double().sum(0) for s, e in _passes(rows)) / n).to(dtype)
-    variance = sum(((rows.slice(s, e) - mean).double() ** 2).sum(0) for s, e in _passes(rows)) / n
+    total = sum(rows.slice(s, e).double().sum(0) for s, e in _passes(rows, shard=True))
+    mean = (distributed.all_reduce_sum(total) / n).to(dtype)
+    squares = sum(((rows.slice(s, e) - mean).double() ** 2).sum(0) for s, e in _passes(rows, shard=True))
+    variance = distributed.all_reduce_sum(squares) / n
     if isinstance(init, torch.Tensor):
         n_init = 1
         centers = (init.to(device=device, dtype=dtype) - mean)[None].clone()
@@ -266,7 +305,7 @@ def kmeans(
         same = torch.ones(r, dtype=torch.bool, device=device)
         far = None
         inertia_it = torch.zeros(r, dtype=torch.float64, device=device)
-        for s, e in _passes(rows):
+        for s, e in _passes(rows, shard=True):
             xc, x_sq = _centred(rows, mean, s, e)
             dist, labels = _sq_dist_min(xc, x_sq, sub)
             inertia_it += dist.double().sum(0)
@@ -276,19 +315,22 @@ def kmeans(
             same &= (labels == prev_labels.slice(s, e)[:, active]).all(0)
             prev_labels.write(s, labels, columns=active)
             far = _farthest(far, dist, s, n_clusters)
+        # a distributed fit: every rank's partial sums of its block, summed (the identity in one process)
+        sums, counts, inertia_it = map(distributed.all_reduce_sum, (sums, counts, inertia_it))
+        same = distributed.all_reduce_sum((~same).to(torch.long)) == 0
         if return_history:
             inertias.append((active, inertia_it))
         new = sums / counts.clamp_min(1)[:, :, None].to(dtype)
         keep_old = (counts == 0)[:, :, None]
         new = torch.where(keep_old, sub, new)
         if bool(keep_old.any()):
-            _relocate_empty(rows, mean, new, counts, far)
+            _relocate_empty(rows, mean, new, counts, _farthest_over_ranks(far, n_clusters, r, device))
         shift = ((new - sub) ** 2).sum((1, 2))
         centers[active] = new
         n_iter[active.cpu()] = it + 1
         done = same | (shift <= tol_abs)
         active = active[~done]
-        if verbose >= 2:
+        if verbose >= 2 and distributed.is_main():
             print(f"k-means iteration {it + 1}: {len(active)} of {n_init} restart(s) still moving", file=sys.stderr)
         if len(active) == 0:
             break
@@ -300,7 +342,7 @@ def kmeans(
         inertia += dist.double().sum(0)
         prev_labels.write(s, labels)
     best = int(inertia.argmin())
-    if verbose >= 1:
+    if verbose >= 1 and distributed.is_main():
         for r in range(n_init):
             kept = " (kept)" if r == best else ""
             print(f"k-means restart {r + 1}/{n_init}: inertia {float(inertia[r]):.6g} after "
@@ -375,6 +417,11 @@ class KMeansBaseline(
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Defined when ``X`` has string column names.
     device_ : torch.device
+    world_size_ : int
+        Processes that trained the model together: 1 for an ordinary fit,
+        ``W`` for a fit in each of the ``W`` processes of a
+        ``torch.distributed`` group (``torchrun``; see the user guide's
+        "Distributed" page).
 
     See Also
     --------

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from sklearn.base import ClusterMixin
 from sklearn.utils import check_array
 
+from . import _distributed as distributed
 from ._base import (
     CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, StrOptions, check_image_shape, check_input_scale,
     check_layer_sizes,
@@ -229,6 +230,11 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
     overclustering_, max_epochs_ : int
         The values that ran: the parameters, with "auto" resolved.
     device_ : torch.device
+    world_size_ : int
+        Processes that trained the model together: 1 for an ordinary fit,
+        ``W`` for a fit in each of the ``W`` processes of a
+        ``torch.distributed`` group (``torchrun``; see the user guide's
+        "Distributed" page).
 
     See Also
     --------
@@ -589,7 +595,7 @@ class _PixelRestarts(Restarts):
         """Minus the mutual information ``(R * K,)`` of every sub-head of ``heads``, summed over heads."""
         loss = 0.0
         for z, z_back in self._pairs(heads, x, x_pert, theta):
-            joint = segmentation_joint(z, z_back, self.est.displacement)
+            joint = distributed.all_reduce_sum(segmentation_joint(z, z_back, self.est.displacement), differentiable=True)
             loss = loss - segmentation_mi(joint, self.est.lamb, self.est.reduction)
         return loss
 

@@ -15,13 +15,17 @@ from skmic.exceptions import TrainingDivergedError
 
 from test_common import tiny_estimators
 
-#: estimator -> (the grid GridSearchCV searches, fitted attributes it must have)
+#: estimator -> (the grid GridSearchCV searches, fitted attributes it must have besides
+#: the ones every estimator has, COMMON_FITTED)
 TABLE = {
     "KMeansBaseline": ({"n_clusters": [2, 3]}, ["labels_", "n_iter_", "history_", "cluster_centers_"]),
     "IICClustering": ({"learning_rate": [1e-2, 1e-3]}, ["labels_", "n_iter_", "network_", "history_", "restart_losses_"]),
     "DECClustering": ({"degrees_of_freedom": [1.0, 2.0]}, ["labels_", "n_iter_", "network_", "history_", "restart_losses_"]),
     "DeepInfoMaxEmbedder": ({"learning_rate": [1e-2, 1e-3]}, ["n_iter_", "network_", "history_"]),
 }
+
+#: fitted attributes of every estimator
+COMMON_FITTED = ["n_features_in_", "device_", "world_size_"]
 
 #: parameters every estimator has, and those every network-training one adds
 SHARED = {"device", "random_state", "verbose"}
@@ -62,8 +66,9 @@ def test_parameter_names(name):
 def test_fitted_attributes_and_score(name, X):
     grid, attributes = TABLE[name]
     est = by_name()[name].fit(X)
-    for attribute in attributes:
+    for attribute in COMMON_FITTED + attributes:
         assert hasattr(est, attribute), f"{name} has no {attribute}"
+    assert est.world_size_ == 1  # an ordinary fit (tests/test_distributed.py: 2 processes)
     assert isinstance(est.n_iter_, int) and est.n_iter_ >= 1
     # one record per epoch (k-means: per Lloyd iteration, its pass over the data), numbered,
     # each with the epoch's loss as a number
