@@ -78,10 +78,10 @@ def _global_mi(net, x, x_pert):
 def _joint_and_gradient_job():
     x, x_pert = _data()
     rows = distributed.shard(len(x), pad=False)  # rank 0: 6 rows, rank 1: 5
-    return _global_mi(_tiny_net(), x[rows], x_pert[rows]), (rows, distributed.shard(len(x)))
+    return _global_mi(_tiny_net(), x[rows], x_pert[rows]), (rows, distributed.shard(len(x))), _layout()
 
 
-def _layout_job():
+def _layout():
     """How a rank sees the rows: its shard, its chunks of it, its block."""
     x, _ = _data()
     chunks = list(distributed.shard_chunks(Rows(x, "cpu"), 2))
@@ -89,10 +89,9 @@ def _layout_job():
     return rows, distributed.shard_position(rows), chunks, distributed.shard_size(len(x)), distributed.block(len(x))
 
 
-def test_shards_chunks_and_blocks(tmp_path):
-    """The layouts the full-data passes rely on, and their one-process identities."""
+def check_layouts(ranks):
+    """The layouts the full-data passes rely on (each rank's), and their one-process identities."""
     x, _ = _data()
-    ranks = run_ranks(tmp_path, _layout_job)
     for r, (rows, positions, chunks, size, block) in enumerate(ranks):
         assert rows.tolist() == list(range(r, 11, WORLD)) and size == len(rows)
         assert positions.tolist() == list(range(len(rows)))
@@ -106,6 +105,8 @@ def test_shards_chunks_and_blocks(tmp_path):
 
 def test_joint_and_gradient_of_the_global_mi(tmp_path):
     ranks = run_ranks(tmp_path, _joint_and_gradient_job)
+    check_layouts([layout for *_, layout in ranks])
+    ranks = [rank[:2] for rank in ranks]
     # the shards cover every row once; the training shards are of equal size, each within its rank's rows
     (rows0, train0), (rows1, train1) = (shards for _, shards in ranks)
     assert sorted(torch.cat([rows0, rows1]).tolist()) == list(range(11))
@@ -158,6 +159,7 @@ def test_kmeans_equals_the_one_process_fit(tmp_path):
         np.testing.assert_allclose(centers, one.cluster_centers_, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow  # ~30 s
 def test_iic_end_to_end(tmp_path):
     ranks = run_ranks(tmp_path, _fit_job, "iic")
     for world, labels, _, acc in ranks:
@@ -180,6 +182,7 @@ def _streamed_job(path):
     }
 
 
+@pytest.mark.slow  # ~35 s
 def test_streamed_fits_on_a_memmap(tmp_path):
     """Both features at once: 2 ranks read a memmap in chunks (k-means' passes, DEC's target).
 
