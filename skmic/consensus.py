@@ -27,7 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ._data import Rows
 from .kmeans import kmeans
+
+#: rows per chunk of the passes over the assignments (counts, labels)
+_CHUNK_ROWS = 4096
 
 __all__ = ["Consensus", "fit_consensus"]
 
@@ -63,15 +67,33 @@ class Consensus:
         ll = ll + torch.as_tensor(self.log_prior, device=labels.device)
         return ll - ll.logsumexp(1, keepdim=True)
 
+    def predict(self, proba):
+        """The consensus cluster of every sample of ``proba``, read chunk by chunk.
 
-def fit_consensus(proba, n_clusters, *, n_init=10, generator=None, smoothing=1.0):
+        Parameters
+        ----------
+        proba : skmic._data.Rows of shape (n, J * C)
+            Every clustering's soft assignment of every sample, flattened
+            (as :func:`fit_consensus` takes it).
+
+        Returns
+        -------
+        labels : LongTensor of shape (n,)
+        """
+        j, c = self.log_mu.shape[1:]
+        return torch.cat([self.log_proba(chunk.view(len(chunk), j, c).argmax(2)).argmax(1)
+                          for _, chunk in proba.chunks(_CHUNK_ROWS)])
+
+
+def fit_consensus(proba, n_clusters, *, n_init=10, generator=None, smoothing=1.0, n_clusterings=None):
     """Fit the consensus of ``J`` soft clusterings of the same ``n`` samples.
 
     Parameters
     ----------
-    proba : Tensor of shape (n, J, C)
+    proba : Tensor of shape (n, J, C), or skmic._data.Rows of shape (n, J * C)
         Soft assignment of every sample by every clustering (rows over ``C``
-        sum to 1).
+        sum to 1). Rows (e.g. a :class:`~skmic._data.RowStore` on disk, for
+        a streamed fit) are read chunk by chunk, never as a whole.
     n_clusters : int
         Clusters of the consensus.
     n_init : int, default=10
@@ -80,6 +102,8 @@ def fit_consensus(proba, n_clusters, *, n_init=10, generator=None, smoothing=1.0
         On ``proba``'s device; seeds k-means.
     smoothing : float, default=1.0
         Pseudo-count added to every ``(k, j, c)`` cell before normalising.
+    n_clusterings : int, optional
+        ``J``, when ``proba`` is given as Rows.
 
     Returns
     -------
@@ -97,14 +121,20 @@ def fit_consensus(proba, n_clusters, *, n_init=10, generator=None, smoothing=1.0
     >>> consensus.log_proba(labels).argmax(1).unique_consecutive().numel()
     3
     """
-    n, j, c = proba.shape
-    proba = proba.double()
-    _, members, _, _ = kmeans(proba.reshape(n, j * c), n_clusters, n_init=n_init, generator=generator)
-    hard = proba.argmax(2)  # (n, J)
-    cell = (members[:, None] * j + torch.arange(j, device=proba.device)) * c + hard
-    counts = torch.bincount(cell.flatten(), minlength=n_clusters * j * c).view(n_clusters, j, c).double()
-    counts = counts + smoothing
+    if isinstance(proba, Rows):
+        rows, j = proba, int(n_clusterings)
+        c = rows.shape[1] // j
+    else:
+        n, j, c = proba.shape
+        rows = Rows(proba.reshape(n, j * c).double(), proba.device, dtype=torch.float64)
+    _, members, _, _ = kmeans(rows, n_clusters, n_init=n_init, generator=generator)
+    counts = torch.zeros(n_clusters * j * c, dtype=torch.long, device=rows.device)
+    for start, chunk in rows.chunks(_CHUNK_ROWS):
+        hard = chunk.view(len(chunk), j, c).argmax(2)  # (m, J)
+        cell = (members[start : start + len(chunk), None] * j + torch.arange(j, device=rows.device)) * c + hard
+        counts += torch.bincount(cell.flatten(), minlength=n_clusters * j * c)
+    counts = counts.view(n_clusters, j, c).double() + smoothing
     log_mu = (counts / counts.sum(2, keepdim=True)).log()
-    sizes = torch.bincount(members, minlength=n_clusters).double().clamp_min(1)
+    sizes = torch.bincount(members, minlength=n_clusters).double().clamp_min(1)  # (members: n labels)
     log_prior = (sizes / sizes.sum()).log()
     return Consensus(log_prior.cpu().numpy(), log_mu.cpu().numpy())

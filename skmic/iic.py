@@ -14,7 +14,7 @@ from ._base import (
     CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_layer_sizes,
 )
 from ._restarts import Restarts
-from ._data import Rows
+from ._data import Rows, RowStore, StreamedArray
 from ._training import adam, batches
 from .nn.encoders import MLP, ConvEncoder, init_weights
 from .nn.heads import IICNet
@@ -438,10 +438,11 @@ class IICClustering(
         if self.selection_ == "consensus":
             self.best_head_ = None
             generator = torch.Generator(self.device_).manual_seed(int(torch.initial_seed()) % 2**31)
-            heads = torch.as_tensor(self._head_proba(X), device=self.device_)
-            self.consensus_ = fit_consensus(heads, self.n_clusters, generator=generator)
-            # the training rows' labels from the same sub-head assignments (no second pass)
-            self.labels_ = self.consensus_.log_proba(heads.argmax(2)).argmax(1).cpu().numpy()
+            heads = self._head_store(X)  # on disk for a streamed X
+            self.consensus_ = fit_consensus(heads, self.n_clusters, generator=generator,
+                                            n_clusterings=heads.shape[1] // self.n_clusters)
+            # the training rows' labels from the same sub-head assignments (no second pass over X)
+            self.labels_ = self.consensus_.predict(heads).cpu().numpy()
         else:
             self.best_head_ = int(np.argmin(losses[0]))
             self.consensus_ = None
@@ -507,6 +508,28 @@ class IICClustering(
     def _head_proba(self, X):
         """Soft assignments ``(n, n_init * n_heads, n_clusters)`` of every main sub-head of every restart."""
         return self._infer(self.network_, lambda net, x: net.main(_features(net, x)), X)
+
+    def _head_store(self, X):
+        """:meth:`_head_proba` of validated ``X`` as float64 rows ``(n, n_init * n_heads * n_clusters)``.
+
+        In a :class:`~skmic._data.RowStore`: in memory for in-memory ``X``, on
+        disk for a streamed one (so that the consensus of a streamed fit holds
+        no per-sample array of the sub-heads' assignments in memory).
+        """
+        store, written = None, 0
+
+        def into_store(net, x):
+            nonlocal store, written
+            p = net.main(_features(net, x)).double()
+            p = p.reshape(len(p), -1)
+            if store is None:
+                store = RowStore(len(X), p.shape[1], torch.float64, self.device_, on_disk=isinstance(X, StreamedArray))
+            store.write(written, p)
+            written += len(p)
+            return p[:, :0]  # nothing kept
+
+        self._infer(self.network_, into_store, X)
+        return store
 
     def _labels(self, X):
         """``predict`` of validated ``X``, one batch at a time (no (n, n_clusters) array)."""
