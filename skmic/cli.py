@@ -253,7 +253,7 @@ def _image_shape(text):
 
 
 def parse_param(text):
-    """``key=value`` of ``--param`` into ``(key, value)``.
+    """One ``key=value`` word of ``--params`` into ``(key, value)``.
 
     The value is read as a Python literal (``5``, ``1e-3``, ``(64,)``,
     ``["elastic", "affine"]``, ``None``, ``True``), else as JSON (``true``,
@@ -262,7 +262,10 @@ def parse_param(text):
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected key=value, got {text!r} (every word up to the next option is a parameter: "
+            "give the input file before --params)"
+        )
     for parse in (ast.literal_eval, json.loads):
         try:
             return key, parse(value)
@@ -301,30 +304,48 @@ def _check_output_dir(path, option):
 
 # ---------------------------------------------------------------- cluster
 def _estimator_params(est):
-    """The parameter names ``--param`` can set on ``est``: those ``_matching_params`` routes."""
+    """The parameter names ``--params`` can set on ``est``: those ``_matching_params`` routes."""
     names = {key.rpartition("__")[2] for key in est.get_params()}
     return sorted(_matching_params(est, dict.fromkeys(names), original=True))
 
 
-def build_estimator(args):
-    """The estimator of ``skmic cluster``, its parameters set and validated (nothing fitted)."""
+def given_params(args):
+    """The ``--params`` of ``args`` as a dict; a parameter given twice is a CLIError."""
+    given = {}
+    for key, value in args.params or []:
+        if key in given:
+            raise CLIError(f"--params: {key} is given twice ({given[key]!r} and {value!r}); give it once")
+        given[key] = value
+    return given
+
+
+def set_params(est, name, params, given):
+    """Set ``params`` on ``est`` (or its pipeline's steps) and validate them; nothing is fitted.
+
+    ``given`` are the user's ``--params``, each of which ``est`` must take;
+    ``name`` names ``est`` in the message that says which it takes.
+    """
     from ._base import validate_params
 
-    est = ESTIMATORS[args.method](args.seed, _image_shape(args.image_shape), args.n_clusters)
-    params = {"device": args.device, "verbose": args.verbose, **dict(args.param or [])}
-    given = dict(args.param or [])
     unknown = sorted(set(given) - set(_matching_params(est, given, original=True)))
     if unknown:
         raise CLIError(
-            f"--param: {args.method} takes no parameter {', '.join(unknown)}; "
+            f"--params: {name} takes no parameter {', '.join(unknown)}; "
             f"it takes {', '.join(_estimator_params(est))}"
         )
-    est.set_params(**_matching_params(est, params))
+    est.set_params(**_matching_params(est, {**params, **given}))
     try:
         for step in [s for _, s in est.steps] if hasattr(est, "steps") else [est]:
             validate_params(step)
     except (ValueError, TypeError) as exc:
         raise CLIError(_first_line(exc)) from None
+    return est
+
+
+def build_estimator(args):
+    """The estimator of ``skmic cluster``, its parameters set and validated (nothing fitted)."""
+    est = ESTIMATORS[args.method](args.seed, _image_shape(args.image_shape), args.n_clusters)
+    set_params(est, args.method, {"device": args.device, "verbose": args.verbose}, given_params(args))
     if args.proba and not hasattr(est, "predict_proba"):
         raise CLIError(f"--proba: {args.method} gives no probabilities; drop --proba or use iic or dec")
     return est
@@ -393,9 +414,10 @@ def segment(args):
         images = np.load(path, allow_pickle=False)
     except Exception as exc:  # a damaged or non-array file
         raise CLIError(f"{path}: cannot read it ({type(exc).__name__}: {_first_line(exc)})") from None
-    est = IICSegmentation(n_clusters=args.n_clusters, device=args.device, random_state=args.seed, verbose=args.verbose)
+    est = set_params(IICSegmentation(), "segment", {"n_clusters": args.n_clusters, "device": args.device,
+                                                    "random_state": args.seed, "verbose": args.verbose},
+                     given_params(args))
     try:
-        est.set_params(**dict(args.param or []))
         labels = est.fit_predict(images)
     except (ValueError, TypeError) as exc:
         raise CLIError(_first_line(exc)) from None
@@ -452,7 +474,7 @@ def benchmark(args):
             estimators = [*estimators, name] if name not in estimators else estimators
         try:
             runs = run_benchmark(estimators, args.datasets, args.seeds, data_home=args.data_home,
-                                 params=dict(args.params or []), configurations=configurations,
+                                 params=given_params(args), configurations=configurations,
                                  probes=args.probes or (), log=log)
         except (ValueError, TypeError) as exc:
             raise CLIError(_first_line(exc)) from None
@@ -516,6 +538,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _add_params_option(parser, what):
+    """The one ``--params KEY=VALUE ...`` option of every subcommand that fits estimators."""
+    parser.add_argument("--params", nargs="+", action="extend", type=parse_param, metavar="KEY=VALUE",
+                        help=f"{what}. Each value is a Python literal, else JSON, else a string; "
+                             "--params may be repeated; a parameter may be given once")
+
+
 def build_parser():
     """The argument parser of ``skmic`` and its subcommands."""
     parser = _Parser(prog="skmic", description="Deep clustering by mutual information.")
@@ -538,9 +567,8 @@ def build_parser():
                    help="whether the first row of a text file names the columns; auto (default): when "
                         "a field is not a number, or the row is 0,1,...,n-1 (pandas' unnamed columns)")
     p.add_argument("--image-shape", metavar="C,H,W", help="C,H,W (or H,W) when rows are flattened images")
-    p.add_argument("--param", action="append", type=parse_param, metavar="KEY=VALUE",
-                   help="set an estimator parameter, e.g. max_epochs=5 or hidden_layer_sizes='(64,)' "
-                        "(a Python or JSON literal, else a string); repeatable; overrides the other options")
+    _add_params_option(p, "set parameters of the estimator (of any step of dim-kmeans), e.g. max_epochs=5 "
+                          "hidden_layer_sizes='(64,)'; they override the other options")
     p.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda, cuda:N or mps")
     p.add_argument("--seed", type=int, default=0, metavar="INT", help="random_state of the estimator (default: 0)")
     p.add_argument("--output", required=True, metavar="FILE", help="CSV to write, with one label per row")
@@ -556,8 +584,8 @@ def build_parser():
                                    "one line on stderr, exit status 2, before any training.")
     p.add_argument("input", help="a .npy array of images, (n, H, W) or (n, C, H, W)")
     p.add_argument("--n-clusters", type=int, required=True, metavar="K", help="number of segment classes")
-    p.add_argument("--param", action="append", type=parse_param, metavar="KEY=VALUE",
-                   help="set an IICSegmentation parameter, e.g. max_epochs=5 (a Python or JSON literal); repeatable")
+    _add_params_option(p, "set parameters of IICSegmentation, e.g. max_epochs=5 conv_channels='(16, 32)'; "
+                          "they override the other options")
     p.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda, cuda:N or mps")
     p.add_argument("--seed", type=int, default=0, metavar="INT", help="random_state (default: 0)")
     p.add_argument("--output", required=True, metavar="FILE", help=".npy file to write the label maps to")
@@ -571,10 +599,9 @@ def build_parser():
                                    "and the probes' columns; save them with --name.")
     p.add_argument("--estimators", nargs="+", choices=sorted(ESTIMATORS), help="estimators to run")
     p.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), help="datasets to run them on")
-    p.add_argument("--params", nargs="+", type=parse_param, metavar="KEY=VALUE",
-                   help="estimator parameters, each set on the estimators (or pipeline steps) that take it, "
-                        "e.g. max_epochs=5 perturbation=None conv_channels='(16, 32, 64)' (a Python or JSON "
-                        "literal, else a string; a dict perturbation is ImagePerturbation's keyword arguments)")
+    _add_params_option(p, "set parameters on the estimators (or pipeline steps) that take them, e.g. "
+                          "max_epochs=5 perturbation=None conv_channels='(16, 32, 64)' (a dict perturbation is "
+                          "ImagePerturbation's keyword arguments); each must be taken by one of the estimators")
     p.add_argument("--sweep", choices=sorted(SWEEPS),
                    help="run every configuration of a named sweep, one row each (--params on top)")
     p.add_argument("--only", nargs="+", metavar="CONFIGURATION", help="run only these configurations of --sweep")

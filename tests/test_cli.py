@@ -178,9 +178,11 @@ def no_training(monkeypatch):
     (["--output", "{tmp}/o.csv", "--save-model", "{tmp}/missing/m.pkl"], "--save-model {tmp}/missing/m.pkl: the directory"),
     (["--output", "{tmp}/X.csv"], "--output {tmp}/X.csv is the same file as the input"),
     (["--output", "{tmp}/o.csv", "--proba"], "--proba: kmeans gives no probabilities"),
-    (["--output", "{tmp}/o.csv", "--param", "nope=1"], "--param: kmeans takes no parameter nope; it takes device, init"),
-    (["--output", "{tmp}/o.csv", "--param", "n_init=0"], "The 'n_init' parameter of _MustNotTrain must be"),
-    (["--output", "{tmp}/o.csv", "--param", "n_init"], "argument --param: expected key=value, got 'n_init'"),
+    (["--output", "{tmp}/o.csv", "--params", "nope=1"], "--params: kmeans takes no parameter nope; it takes device, init"),
+    (["--output", "{tmp}/o.csv", "--params", "n_init=0"], "The 'n_init' parameter of _MustNotTrain must be"),
+    (["--output", "{tmp}/o.csv", "--params", "n_init"], "argument --params: expected key=value, got 'n_init'"),
+    (["--output", "{tmp}/o.csv", "--params", "n_init=2", "n_init=3"], "--params: n_init is given twice (2 and 3)"),
+    (["--output", "{tmp}/o.csv", "--params", "n_init=2", "--params", "n_init=3"], "n_init is given twice"),
 ])
 def test_bad_options_fail_before_training_with_one_line(tmp_path, blobs, no_training, args, message, capsys):
     np.savetxt(tmp_path / "X.csv", blobs[0], delimiter=",")
@@ -193,13 +195,36 @@ def test_bad_options_fail_before_training_with_one_line(tmp_path, blobs, no_trai
 
 def test_dim_kmeans_with_params(blob_files, capsys):
     out = blob_files / "dim.csv"
-    assert _cluster(blob_files / "X.npy", out, "--param", "max_epochs=1", "--param", "hidden_layer_sizes=(8,)",
-                    "--param", "critic_dim=8", "--param", "token_channels=2", "--param", "n_init=2",
-                    "--param", "perturbation=tabular", method="dim-kmeans") == 0
+    # one --params with several words, and --params repeated, add up
+    assert _cluster(blob_files / "X.npy", out, "--params", "max_epochs=1", "hidden_layer_sizes=(8,)",
+                    "critic_dim=8", "token_channels=2", "--params", "n_init=2",
+                    "perturbation=tabular", method="dim-kmeans") == 0
     assert len(pd.read_csv(out)) == 120
     # a bad value for the last step is found before the first step trains
-    assert _cluster(blob_files / "X.npy", out, "--param", "tol=-1", method="dim-kmeans") == 2
+    assert _cluster(blob_files / "X.npy", out, "--params", "tol=-1", method="dim-kmeans") == 2
     assert "The 'tol' parameter of KMeansBaseline" in capsys.readouterr().err
+
+
+def test_one_params_option_on_every_subcommand_that_fits():
+    from skmic.cli import build_parser
+
+    subparsers = build_parser()._subparsers._group_actions[0].choices
+    for name in ("cluster", "segment", "benchmark"):
+        (action,) = [a for a in subparsers[name]._actions if "--params" in a.option_strings]
+        assert (action.nargs, type(action).__name__, action.metavar) == ("+", "_ExtendAction", "KEY=VALUE")
+        required = {"cluster": ["in.npy", "--n-clusters", "2", "--output", "o.csv"],
+                    "segment": ["in.npy", "--n-clusters", "2", "--output", "o.npy"], "benchmark": []}[name]
+        parsed = subparsers[name].parse_args(required + ["--params", "a=1", "b=(2,)", "--params", "c=x"])
+        assert parsed.params == [("a", 1), ("b", (2,)), ("c", "x")]
+    for name, sub in subparsers.items():  # one spelling: no --param anywhere
+        assert not [a for a in sub._actions if "--param" in a.option_strings], name
+
+
+def test_input_after_params_is_named(tmp_path, capsys):
+    argv = ["cluster", "--params", "max_epochs=1", str(tmp_path / "X.csv"), "--n-clusters", "2", "--output", "o.csv"]
+    assert _exit_code(main, argv) == 2
+    err = capsys.readouterr().err
+    assert "give the input file before --params" in err and len(err.strip().splitlines()) == 1
 
 
 def test_parse_param_reads_literals():

@@ -192,7 +192,7 @@ def test_cli_on_random_files(case, tmp_path, capsys):
     argv = ["cluster", str(path), "--method", method, "--n-clusters", str(rng.integers(1, 4)),
             "--device", "cpu", "--output", str(tmp_path / "labels.csv"), "--header", header_option]
     if method == "iic":
-        argv += ["--param", "max_epochs=1", "--param", "n_init=1", "--param", "hidden_layer_sizes=(4,)"]
+        argv += ["--params", "max_epochs=1", "n_init=1", "hidden_layer_sizes=(4,)"]
     code = main(argv)
     err = capsys.readouterr().err
     lines = err.strip().splitlines()

@@ -439,7 +439,7 @@ def test_cli_segment(tmp_path, mosaics, capsys):
     images = tmp_path / "images.npy"
     np.save(images, mosaics[0])
     out = tmp_path / "labels.npy"
-    fast = ["--param", "max_epochs=1", "--param", "n_init=1", "--param", "conv_channels=(4, 4)", "--param", "n_pool=1"]
+    fast = ["--params", "max_epochs=1", "n_init=1", "conv_channels=(4, 4)", "n_pool=1"]
     assert main(["segment", str(images), "--n-clusters", "2", "--output", str(out), "--device", "cpu", *fast]) == 0
     labels = np.load(out)
     assert labels.shape == (8, 16, 16) and labels.dtype.kind == "i"
@@ -452,8 +452,8 @@ def test_cli_segment(tmp_path, mosaics, capsys):
         (lambda d: np.zeros((2, 3)), [], "image_shape"),  # a table, not images
         (lambda d: np.full((2, 8, 8), np.nan), [], "NaN"),
         (lambda d: np.zeros((2, 8, 8)), ["--n-clusters", "1"], "n_clusters"),
-        (lambda d: np.zeros((2, 8, 8)), ["--param", "displacement=-1"], "displacement"),
-        (lambda d: np.zeros((2, 8, 8)), ["--param", "nonsense=1"], "nonsense"),
+        (lambda d: np.zeros((2, 8, 8)), ["--params", "displacement=-1"], "displacement"),
+        (lambda d: np.zeros((2, 8, 8)), ["--params", "nonsense=1"], "--params: segment takes no parameter nonsense; it takes"),
         (None, [], "no such file"),
     ],
 )
