@@ -6,6 +6,8 @@ Each runs for real on small data (tiny networks, a few epochs), through
 
 import importlib.util
 import json
+import re
+import shlex
 import os
 import warnings
 from pathlib import Path
@@ -180,3 +182,57 @@ def test_no_script_reaches_into_the_package():
         for needle in ("sys.path", "monkeypatch", "skmic._", "from skmic import _"):
             assert needle not in source, f"{path.name}: {needle}"
         assert not [line for line in source.splitlines() if "._" in line and "est." in line], path.name
+
+
+RESULTS = BENCHMARKS / "results"
+
+
+def _todays_benchmark_commands(md):
+    """The ``skmic benchmark`` (or ``benchmarks/run.py``) commands a results file gives for today's tool.
+
+    A file recorded before the tool existed keeps its historical command
+    first and gives today's after the words "Today's command".
+    """
+    text = md.read_text()
+    if "Today's command" in text:
+        text = text[text.index("Today's command"):]
+    return re.findall(r"`(?:skmic benchmark|python benchmarks/run\.py)([^`]*)`", text)
+
+
+def test_every_benchmark_command_of_the_results_runs_today():
+    """Each recorded command parses, and its sweep configurations and parameters exist."""
+    from skmic.cli import build_parser
+
+    parser, checked = build_parser(), 0
+    for md in sorted(RESULTS.glob("*.md")):
+        for command in _todays_benchmark_commands(md):
+            try:
+                args = parser.parse_args(["benchmark", *shlex.split(command)])
+            except SystemExit:
+                pytest.fail(f"{md.name}: `skmic benchmark{command}` does not parse")
+            estimators = list(args.estimators or [])
+            if args.sweep:
+                estimator, configurations = SWEEPS[args.sweep]
+                assert set(args.only or ()) <= set(configurations), f"{md.name}: --only {args.only}"
+                estimators.append(estimator)
+            given = dict(args.params or [])
+            taken = set().union(*(benchmark._matching_params(benchmark.ESTIMATORS[e](0, None, 2), given,
+                                                             original=True) for e in estimators))
+            assert set(given) <= taken, f"{md.name}: no estimator takes {sorted(set(given) - taken)}"
+            checked += 1
+    assert checked >= 100
+
+
+def test_every_results_file_has_a_command_to_run():
+    """A .md names a command of today's tools; any other file is named by a .md (or shares its name)."""
+    scripts = re.compile(r"`(?:[A-Z_]+=\S+ )*(?:skmic (?:benchmark|demo)|python -m skmic demo|"
+                         r"(?:python )?(benchmarks/[\w/]+\.py))[^`]*`")
+    mds = {md.stem: md.read_text() for md in RESULTS.glob("*.md")}
+    for name, text in mds.items():
+        commands = scripts.findall(text) + re.findall(r"`(python -c [^`]*)`", text)
+        runnable = [c for c in scripts.finditer(text) if not c.group(1) or (BENCHMARKS.parent / c.group(1)).is_file()]
+        assert runnable, f"{name}.md names no command of today's tools ({commands})"
+    for path in RESULTS.iterdir():
+        if path.suffix != ".md":
+            assert path.stem in mds or any(path.name in text for text in mds.values()), (
+                f"{path.name}: no results .md names it, so no command reproduces it")
