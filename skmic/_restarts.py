@@ -16,10 +16,25 @@ import numbers
 import numpy as np
 import torch
 
-from ._training import adam, continue_history, train
+from ._training import adam, announce, continue_history, train
 from .nn.stacked import stack_state, unstack_state
 
-__all__ = ["Restarts", "fit_restarts", "restart_record"]
+__all__ = ["Restarts", "fit_restarts", "restart_numbers", "restart_record"]
+
+
+def restart_numbers(indices, n_total):
+    """Restarts ``indices`` (from 0) of ``n_total`` in words, numbered from 1.
+
+    >>> from skmic._restarts import restart_numbers
+    >>> restart_numbers(range(8), 8), restart_numbers([2], 8), restart_numbers([1, 4, 5], 8)
+    ('restarts 1-8 of 8', 'restart 3 of 8', 'restarts 2, 5, 6 of 8')
+    """
+    numbers = [int(i) + 1 for i in indices]
+    if len(numbers) == 1:
+        return f"restart {numbers[0]} of {n_total}"
+    if numbers == list(range(numbers[0], numbers[-1] + 1)):
+        return f"restarts {numbers[0]}-{numbers[-1]} of {n_total}"
+    return f"restarts {', '.join(map(str, numbers))} of {n_total}"
 
 
 def restart_record(record, ks):
@@ -52,11 +67,18 @@ class Restarts:
         The perturbation, as the subclass uses it.
     generators : list of torch.Generator
         One per restart.
+    indices : sequence of int, optional
+        The fit's numbers (from 0) of these restarts, for the progress lines
+        (default: ``0 .. R-1``).
+    n_total : int, optional
+        Restarts the fit started with (default: ``R``).
     """
 
-    def __init__(self, est, net, optimizer, Xt, g, generators):
+    def __init__(self, est, net, optimizer, Xt, g, generators, indices=None, n_total=None):
         self.est, self.net, self.optimizer = est, net, optimizer
         self.Xt, self.g, self.generators = Xt, g, generators
+        self.indices = list(range(len(generators))) if indices is None else [int(i) for i in indices]
+        self.n_total = len(generators) if n_total is None else int(n_total)
         self.history = []
 
     # ------------------------------------------------------- to implement
@@ -102,12 +124,23 @@ class Restarts:
         the fitted history to number the new epochs on from.
         """
         net = copy.deepcopy(est.network_)
-        run = cls(est, net, adam(net.parameters(), est.learning_rate), Xt, g, [est._make_generator()])
+        kept, n_total = [int(np.argmin(est.restart_losses_))], len(est.restart_losses_)
+        run = cls(est, net, adam(net.parameters(), est.learning_rate), Xt, g, [est._make_generator()], kept, n_total)
         run.history = list(est.history_)
         return run
 
     def train(self, n_epochs):
-        """Train every restart for ``n_epochs`` more epochs."""
+        """Train every restart for ``n_epochs`` more epochs.
+
+        With ``verbose >= 1`` and several restarts in the fit, a line first
+        says which train (numbered from 1), e.g. ``restarts 1-8 of 8 train
+        together for 5 epochs`` or ``restart 3 of 8 trains on for 2 epochs``.
+        """
+        if self.n_total > 1:
+            verb = ("trains" if len(self.indices) == 1 else "train") + (" on" if self.history else "")
+            verb += " together" if len(self.indices) > 1 and not self.history else ""
+            epochs = f"{n_epochs} epoch{'s' if n_epochs != 1 else ''}"
+            announce(self.est.verbose, self.est, f"{restart_numbers(self.indices, self.n_total)} {verb} for {epochs}")
         result = train(
             self.step, n_samples=self.Xt.shape[0], optimizer=self.optimizer, max_epochs=n_epochs,
             generator=self.generators, modules=[self.net], phases=self.phases(), **self.est._train_options(),
@@ -129,7 +162,8 @@ class Restarts:
         """Restart ``k`` alone (or the restarts in the sequence ``k``, stacked in that order).
 
         A new run with their weights, optimizer state and history; a single
-        restart is a lone network.
+        restart is a lone network. With ``verbose >= 1`` a line says which
+        restarts are kept (numbered from 1).
         """
         r = self.n_restarts
         ks = [k] if isinstance(k, numbers.Integral) else [int(i) for i in k]
@@ -140,7 +174,11 @@ class Restarts:
         for stacked, kept in zip(self.net.parameters(), net.parameters()):
             if stacked in self.optimizer.state:
                 optimizer.state[kept] = unstack_state(self.optimizer.state[stacked], r, ks)
-        run = type(self)(self.est, net, optimizer, self.Xt, self.g, [self.generators[i] for i in ks])
+        kept = [self.indices[i] for i in ks]
+        run = type(self)(self.est, net, optimizer, self.Xt, self.g, [self.generators[i] for i in ks], kept, self.n_total)
+        if self.n_total > 1:
+            losses = "losses" if len(kept) > 1 else "loss"
+            announce(self.est.verbose, self.est, f"kept {restart_numbers(kept, self.n_total)} (lowest sub-head {losses})")
         run.history = self.history if r == 1 else [restart_record(rec, ks) for rec in self.history]
         return run
 

@@ -23,7 +23,8 @@ from . import _distributed as distributed
 from .exceptions import TrainingDivergedError
 
 __all__ = [
-    "Checkpoint", "TrainingControl", "TrainingResult", "adam", "batches", "continue_history", "announce_run", "train",
+    "Checkpoint", "TrainingControl", "TrainingResult", "adam", "announce", "announce_run", "batches", "continue_history",
+    "train",
 ]
 
 
@@ -111,15 +112,23 @@ def continue_history(history, records):
     return list(history) + [dict(r, epoch=r["epoch"] + len(history)) for r in records]
 
 
+def announce(verbose, estimator, message):
+    """With ``verbose >= 1``, write ``"<estimator's class>: <message>"`` on standard error.
+
+    The line goes through tqdm, so that it does not break a progress bar.
+    """
+    if verbose >= 1:
+        tqdm.write(f"{type(estimator).__name__}: {message}", file=sys.stderr)
+
+
 def announce_run(verbose, estimator, index, n_runs):
     """With ``verbose >= 1`` and several runs, say on standard error which run starts (``index`` from 0).
 
     For the estimators whose ``n_init`` runs train one after another, each
-    with its own progress bars; the line goes through tqdm, so that it does
-    not break a bar.
+    with its own progress bars.
     """
-    if verbose >= 1 and n_runs > 1:
-        tqdm.write(f"{type(estimator).__name__}: run {index + 1} of {n_runs}", file=sys.stderr)
+    if n_runs > 1:
+        announce(verbose, estimator, f"run {index + 1} of {n_runs}")
 
 
 def adam(params, lr):

@@ -169,7 +169,11 @@ class IICClustering(
         Seed of network initialisation, perturbations and shuffling; the
         same seed gives the same labels on the CPU.
     verbose : int, default=0
-        0: silent; 1: progress bars; 2: one line per epoch as well.
+        0: silent; 1: a progress bar per phase, after a line saying which
+        restarts train in it (numbered from 1: ``restarts 1-8 of 8 train
+        together``, then ``kept restarts 2, 5, 6, 7 of 8`` and, with
+        screening, ``restarts 2, 5, 6, 7 of 8 train on``; ``kept_restarts_``
+        holds their indices from 0); 2: one line per epoch as well.
     warm_start : bool, default=False
         When True and the estimator is fitted, ``fit`` trains the fitted
         network (the kept restarts, all their sub-heads) for ``max_epochs``
@@ -466,7 +470,7 @@ class IICClustering(
         seed = int(torch.randint(2**31 - 1, (1,), generator=self._make_generator()))
         generators = [torch.Generator(self.device_).manual_seed(s) for s in restart_seeds(seed, net.restarts)]
         run = _Restarts(self, net, adam(net.parameters(), self.learning_rate), self._rows(X), g,
-                        generators)
+                        generators, self.kept_restarts_, len(self.restart_losses_))
         run.history = list(self.history_)
         run.train(self.max_epochs_)
         self._keep(run, run.head_losses().cpu().numpy(), X)
@@ -603,9 +607,9 @@ def _mean_over_restarts(record):
 class _Restarts(Restarts):
     """IIC's restarts in training (:class:`skmic._restarts.Restarts`): the loss of a batch of rows."""
 
-    def __init__(self, est, net, optimizer, Xt, g, generators):
+    def __init__(self, est, net, optimizer, Xt, g, generators, indices=None, n_total=None):
         rows = Xt if isinstance(Xt, Rows) else Rows(Xt, Xt.device, dtype=Xt.dtype)  # a tensor: its rows
-        super().__init__(est, net, optimizer, rows, g, generators)
+        super().__init__(est, net, optimizer, rows, g, generators, indices, n_total)
 
     @classmethod
     def network(cls, est, Xt, restarts):

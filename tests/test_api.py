@@ -159,3 +159,42 @@ def test_every_parameter_is_documented(cls):
             assert "default=" in doc.type, f"{cls.__name__}.{name}: the type line gives no default"
         # results belong to the user guide and the results page, not to a parameter's description
         assert "benchmarks/" not in " ".join(doc.desc), f"{cls.__name__}.{name} cites a results file"
+
+
+def _lines(err, name):
+    """The progress lines of ``name`` in captured standard error (the bars left out)."""
+    lines = err.replace("\r", "\n").splitlines()
+    return [line for line in lines if line.startswith(f"{name}: ") and "|" not in line]
+
+
+def test_verbose_numbers_the_restarts_of_each_phase(X, capfd):
+    """Stacked restarts train together: a line per phase says which (numbered from 1), and which are kept."""
+    from skmic._restarts import restart_numbers
+
+    est = IICClustering(n_clusters=3, n_init=3, selection="consensus", screen_steps=2, max_epochs=3,
+                        hidden_layer_sizes=(8,), overclustering=0, batch_size=32, device="cpu", random_state=0,
+                        verbose=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X)  # 120 rows in batches of 32: 3 steps an epoch, so 2 screening steps are 1 epoch
+        assert len(est.kept_restarts_) == 2  # the better half of 3
+        kept = restart_numbers(est.kept_restarts_, 3)  # e.g. "restarts 1, 3 of 3"
+        assert _lines(capfd.readouterr().err, "IICClustering") == [
+            "IICClustering: restarts 1-3 of 3 train together for 1 epoch",
+            f"IICClustering: kept {kept} (lowest sub-head losses)",
+            f"IICClustering: {kept} train on for 2 epochs",
+        ]
+        est.set_params(warm_start=True, max_epochs=1).fit(X)  # the kept restarts, by their numbers
+        assert _lines(capfd.readouterr().err, "IICClustering") == [f"IICClustering: {kept} train on for 1 epoch"]
+        est.set_params(warm_start=False, n_init=1).fit(X)  # one restart: nothing to number
+        assert _lines(capfd.readouterr().err, "IICClustering") == []
+
+        images = make_texture_mosaics(4, size=16, n_classes=2, random_state=0)[0]
+        seg = IICSegmentation(n_clusters=2, n_init=3, n_heads=1, max_epochs=2, head_reset=0.5, conv_channels=(4,),
+                              n_pool=1, batch_size=4, device="cpu", random_state=0, verbose=1).fit(images)
+    best = restart_numbers([np.argmin(seg.restart_losses_)], 3)
+    assert _lines(capfd.readouterr().err, "IICSegmentation") == [
+        "IICSegmentation: restarts 1-3 of 3 train together for 1 epoch",
+        f"IICSegmentation: kept {best} (lowest sub-head loss)",
+        f"IICSegmentation: {best} trains on for 1 epoch",
+    ]
