@@ -203,7 +203,7 @@ def fit_restarts(run_class, est, Xt, g, seeds, n_epochs, screen_epochs=None):
     -------
     run : Restarts
         The kept restart, alone (:meth:`Restarts.select`), trained.
-    head_losses : ndarray of shape (n_heads,)
+    head_losses : ndarray of shape (1, n_heads)
         Its main sub-heads' final losses.
     restart_losses : ndarray of shape (len(seeds),)
         Every restart's lowest sub-head loss (after the screening epochs
@@ -216,8 +216,8 @@ def fit_restarts(run_class, est, Xt, g, seeds, n_epochs, screen_epochs=None):
     restart_losses = losses.min(1)
     best = int(np.argmin(restart_losses))
     run = run.select(best)
-    head_losses = losses[best]
+    head_losses = losses[[best]]
     if first < n_epochs:  # screening: only the best restart trains on
         run.train(n_epochs - first)
-        head_losses = run.head_losses()[0].cpu().numpy()
+        head_losses = run.head_losses().cpu().numpy()
     return run, head_losses, restart_losses

@@ -320,9 +320,9 @@ SWEEPS = {
             perturbation="affine", global_weight=1, local_weight=0, prior_weight=0.1),
         "affine view, global + local JSD": dict(perturbation="affine", global_weight=1, local_weight=1, prior_weight=0),
         "affine view, global InfoNCE": dict(
-            perturbation="affine", global_weight=1, local_weight=0, prior_weight=0, estimator="infonce"),
+            perturbation="affine", global_weight=1, local_weight=0, prior_weight=0, mi_estimator="infonce"),
         "affine view, global DV": dict(
-            perturbation="affine", global_weight=1, local_weight=0, prior_weight=0, estimator="dv"),
+            perturbation="affine", global_weight=1, local_weight=0, prior_weight=0, mi_estimator="dv"),
     }),
     # IIC's perturbation models, one restart each
     "iic-perturbations": ("iic", {

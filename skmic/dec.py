@@ -305,6 +305,8 @@ class DECClustering(
         "agreement"``), or the within-cluster over total sum of squares of
         its final embedding (``"compactness"``; also when a callback or an
         interruption left fewer than three runs).
+    kept_restarts_ : ndarray of int of shape (1,)
+        The run kept (index into ``restart_losses_``).
     pretrain_history_ : list of dict
         Per-epoch reconstruction losses of pretraining (empty with a
         pretrained encoder).
@@ -554,7 +556,8 @@ class DECClustering(
             self.restart_losses_ = 1.0 - agreement([run["labels"].cpu().numpy() for run in runs])
         else:  # one or two runs (also when a callback or an interruption ended the restarts early)
             self.restart_losses_ = np.asarray([run["compactness"] for run in runs])
-        best = runs[int(np.argmin(self.restart_losses_))]
+        self.kept_restarts_ = np.array([int(np.argmin(self.restart_losses_))])
+        best = runs[self.kept_restarts_[0]]
         self.pretrain_history_ = best["pretrain_history"]
         self._set_run(best)
 

@@ -66,7 +66,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     ----------
     n_components : int, default=64
         Size of the code ``Y``.
-    estimator : {"jsd", "infonce", "dv"}, default="jsd"
+    mi_estimator : {"jsd", "infonce", "dv"}, default="jsd"
         Mutual-information estimator: Jensen-Shannon, InfoNCE or
         Donsker-Varadhan.
     global_weight : float or "auto", default="auto"
@@ -189,7 +189,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     _parameter_constraints = {
         **BaseDeepEstimator._parameter_constraints,
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
-        "estimator": [StrOptions(set(MI_ESTIMATORS))],
+        "mi_estimator": [StrOptions(set(MI_ESTIMATORS))],
         "global_weight": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
         "local_weight": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
         "prior_weight": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
@@ -212,7 +212,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self,
         n_components=64,
         *,
-        estimator="jsd",
+        mi_estimator="jsd",
         global_weight="auto",
         local_weight="auto",
         prior_weight="auto",
@@ -233,7 +233,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         callbacks=None,
     ):
         self.n_components = n_components
-        self.estimator = estimator
+        self.mi_estimator = mi_estimator
         self.global_weight = global_weight
         self.local_weight = local_weight
         self.prior_weight = prior_weight
@@ -283,7 +283,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         local, code = net.encoder(x)
         if view is not None:
             local = net.encoder(view)[0]
-        estimate = MI_ESTIMATORS[self.estimator]
+        estimate = MI_ESTIMATORS[self.mi_estimator]
         loss = 0.0
         if self.global_weight_:
             loss = loss + self.global_weight_ * estimate(net.global_critic(local, code))

@@ -97,7 +97,8 @@ class IICClustering(
     overclustering : int or "auto", default="auto"
         Clusters of the auxiliary over-clustering heads; 0 disables them;
         "auto" is ``10 * n_clusters``, capped at the number of samples (the
-        paper used 5x on MNIST; 10x was more stable in our sweeps).
+        paper used 5x on MNIST; 10x was more stable in an early sweep on
+        the digits).
     n_heads : int, default=5
         Sub-heads per head (the paper's 5).
     n_init : int or "auto", default="auto"
@@ -261,8 +262,9 @@ class IICClustering(
     * By default the main and over-clustering heads are trained jointly on
       every step (``head_training="joint"``), over-clustering uses 10x the
       clusters, and mini-batches hold 32 samples: the settings that gave the
-      best and most stable accuracy per unit of compute in a sweep on
-      scikit-learn's digits (the user guide has the sweep).
+      best and most stable accuracy per unit of compute in an early GPU sweep
+      on scikit-learn's digits (its files were removed from the results: no
+      parameter reproduces the head initialisation it used).
 
     ``score`` is the mutual information of the clustering between the data
     and its perturbation; it grows with the number of clusters (at most ``ln n_clusters``), so compare it only

@@ -215,9 +215,12 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         Segment of every training pixel.
     best_head_ : int
         Main sub-head used for prediction.
-    head_losses_ : ndarray of shape (n_heads,)
+    head_losses_ : ndarray of shape (1, n_heads)
         Final loss (minus the mutual information over all training images,
-        one perturbation draw, eval mode) of each main sub-head.
+        one perturbation draw, eval mode) of each main sub-head of the kept
+        restart (a row per kept restart, as in :class:`IICClustering`).
+    kept_restarts_ : ndarray of int of shape (1,)
+        The restart kept (index into ``restart_losses_``).
     restart_losses_ : ndarray of shape (n_init,)
         Lowest sub-head loss of every restart.
     history_ : list of dict
@@ -458,20 +461,21 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         if first < n_epochs and not (control is not None and control.ended):
             run.reset_main_heads()
             run.train(n_epochs - first)
-            self.head_losses_ = run.head_losses()[0].cpu().numpy()
+            self.head_losses_ = run.head_losses().cpu().numpy()
         self._keep(run, X)
 
     def _fit_warm(self, X):
         """The fitted network, trained on alone for ``max_epochs_`` more epochs (``warm_start``)."""
         run = _PixelRestarts.resume(self, self._as_tensor(X).float(), self._perturbation())
         run.train(self.max_epochs_)
-        self.head_losses_ = run.head_losses()[0].cpu().numpy()
+        self.head_losses_ = run.head_losses().cpu().numpy()
         self._keep(run, X)
 
     def _keep(self, run, X):
         """The fitted attributes of the kept (lone) restart ``run``."""
         self.network_ = run.net
-        self.best_head_ = int(np.argmin(self.head_losses_))
+        self.kept_restarts_ = np.asarray(run.indices)
+        self.best_head_ = int(np.argmin(self.head_losses_[0]))
         self.history_ = run.history
         self.n_iter_ = len(run.history)
         self.labels_ = self._proba(X).argmax(1)

@@ -1,7 +1,9 @@
 """One vocabulary across the estimators: the same name means the same thing everywhere."""
 
 import inspect
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +21,10 @@ from test_common import tiny_estimators
 #: the ones every estimator has, COMMON_FITTED)
 TABLE = {
     "KMeansBaseline": ({"n_clusters": [2, 3]}, ["labels_", "n_iter_", "history_", "cluster_centers_"]),
-    "IICClustering": ({"learning_rate": [1e-2, 1e-3]}, ["labels_", "n_iter_", "network_", "history_", "restart_losses_"]),
-    "DECClustering": ({"degrees_of_freedom": [1.0, 2.0]}, ["labels_", "n_iter_", "network_", "history_", "restart_losses_"]),
+    "IICClustering": ({"learning_rate": [1e-2, 1e-3]},
+                      ["labels_", "n_iter_", "network_", "history_", "restart_losses_", "kept_restarts_"]),
+    "DECClustering": ({"degrees_of_freedom": [1.0, 2.0]},
+                      ["labels_", "n_iter_", "network_", "history_", "restart_losses_", "kept_restarts_"]),
     "DeepInfoMaxEmbedder": ({"learning_rate": [1e-2, 1e-3]}, ["n_iter_", "network_", "history_"]),
 }
 
@@ -32,7 +36,8 @@ SHARED = {"device", "random_state", "verbose"}
 DEEP = SHARED | {"batch_size", "max_epochs", "learning_rate", "warm_start", "callbacks"}
 
 #: names that must not come back (one name per concept)
-RETIRED = {"n_restarts", "alpha", "beta", "gamma", "max_iter_", "encoder_"}
+RETIRED = {"n_restarts", "alpha", "beta", "gamma", "max_iter_", "encoder_",
+           "estimator"}  # scikit-learn's name for a sub-estimator object; DIM's is mi_estimator
 
 #: parameters whose name says one thing: ``tol`` is a relative centre shift
 #: (scikit-learn's KMeans), never a fraction of changed labels
@@ -198,3 +203,48 @@ def test_verbose_numbers_the_restarts_of_each_phase(X, capfd):
         f"IICSegmentation: kept {best} (lowest sub-head loss)",
         f"IICSegmentation: {best} trains on for 1 epoch",
     ]
+
+
+def _vocabulary_table():
+    """Name -> meaning, from the table "One vocabulary" of the user guide's training page."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "user_guide" / "training.rst").read_text()
+    lines = text.split("One vocabulary")[1].splitlines()
+    borders = [i for i, line in enumerate(lines) if line.startswith("=====")]
+    width = len(lines[borders[0]].split()[0])
+    table, name = {}, None
+    for line in lines[borders[1] + 1 : borders[2]]:
+        if line[:width].strip():
+            name = re.fullmatch(r"``(<?\w+>?_?)``", line[:width].strip()).group(1)
+            table[name] = line[width:].strip()
+        else:
+            table[name] += " " + line.strip()
+    return table
+
+
+#: scikit-learn's own fitted attributes, not part of skmic's vocabulary
+SKLEARN_ATTRIBUTES = {"n_features_in_", "feature_names_in_"}
+
+
+def test_the_vocabulary_table_matches_the_code():
+    """Every name of the user guide's table exists; every name two estimators share is in it."""
+    table = _vocabulary_table()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted = [est.fit(X) for est, X in _quick_fits()]
+    params = {type(e).__name__: set(e.get_params()) for e in fitted}
+    attributes = {type(e).__name__: {a for a in vars(e) if a.endswith("_") and not a.startswith("_")} for e in fitted}
+    for name in table:
+        if name != "<parameter>_":
+            assert any(name in params[n] or name in attributes[n] or callable(getattr(e, name, None))
+                       for n, e in zip(params, fitted)), f"the table names {name}, which no estimator has"
+    for kind, names in (("parameter", params), ("fitted attribute", attributes)):
+        seen = {}
+        for estimator, own in names.items():
+            for name in own - SKLEARN_ATTRIBUTES:
+                if name.endswith("_") and name[:-1] in params[estimator]:
+                    continue  # the value that ran of a parameter: the table's "<parameter>_"
+                seen.setdefault(name, []).append(estimator)
+        shared = {name: owners for name, owners in seen.items() if len(owners) > 1}
+        missing = sorted(set(shared) - set(table))
+        assert not missing, f"{kind}s shared by several estimators but not in the table: {missing}"
+    assert "<parameter>_" in table and not set(table) & RETIRED

@@ -188,6 +188,7 @@ def test_restarts_keep_the_most_compact_run(blobs):
     assert scores[0] == pytest.approx(one.restart_losses_[0])  # the first run is the single run
     assert len(set(np.round(scores, 6))) > 1  # the runs differ
     kept = np.argmin(scores)
+    assert three.kept_restarts_.tolist() == [kept] and one.kept_restarts_.tolist() == [0]
     assert _compactness_reference(three.transform(X), three.labels_) == pytest.approx(scores[kept], rel=1e-4)
     if kept == 0:
         np.testing.assert_array_equal(three.labels_, one.labels_)

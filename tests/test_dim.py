@@ -19,11 +19,11 @@ def tiny(**kw):
     return DeepInfoMaxEmbedder(**params)
 
 
-@pytest.mark.parametrize("estimator", ["jsd", "infonce", "dv"])
-def test_each_estimator_trains_and_raises_the_score(estimator, blobs):
+@pytest.mark.parametrize("mi_estimator", ["jsd", "infonce", "dv"])
+def test_each_mi_estimator_trains_and_raises_the_score(mi_estimator, blobs):
     X, _ = blobs
-    untrained = tiny(estimator=estimator, max_epochs=1, learning_rate=1e-9).fit(X)
-    trained = tiny(estimator=estimator, max_epochs=30, prior_weight=0.0).fit(X)
+    untrained = tiny(mi_estimator=mi_estimator, max_epochs=1, learning_rate=1e-9).fit(X)
+    trained = tiny(mi_estimator=mi_estimator, max_epochs=30, prior_weight=0.0).fit(X)
     assert trained.score(X) > untrained.score(X)
     assert np.isfinite(trained.history_[-1]["loss"])
 

@@ -245,7 +245,8 @@ def test_fit_predict_shapes(fitted, mosaics):
     assert fitted.transform(images).dtype == np.float32
     assert 0 <= fitted.score(images) <= np.log(2) + 1e-9
     assert fitted.score(images) == fitted.score(images)
-    assert fitted.head_losses_.shape == (2,) and fitted.best_head_ == int(np.argmin(fitted.head_losses_))
+    assert fitted.head_losses_.shape == (1, 2) and fitted.best_head_ == int(np.argmin(fitted.head_losses_[0]))
+    assert fitted.kept_restarts_.tolist() == [int(np.argmin(fitted.restart_losses_))]
     assert fitted.restart_losses_.shape == (1,) and fitted.n_iter_ == len(fitted.history_) == 2
     assert fitted.image_shape_ == (1, 16, 16)
     # other sizes: the network is fully convolutional
