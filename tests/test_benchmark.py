@@ -191,12 +191,19 @@ def _todays_benchmark_commands(md):
     """The ``skmic benchmark`` (or ``benchmarks/run.py``) commands a results file gives for today's tool.
 
     A file recorded before the tool existed keeps its historical command
-    first and gives today's after the words "Today's command".
+    first and gives today's after the words "Today's command"; commands in a
+    row (``;``, ``&&``) count one by one.
     """
     text = md.read_text()
     if "Today's command" in text:
         text = text[text.index("Today's command"):]
-    return re.findall(r"`(?:skmic benchmark|python benchmarks/run\.py)([^`]*)`", text)
+    commands = []
+    for quoted in re.findall(r"`([^`]*)`", text):
+        for command in re.split(r"\s*(?:;|&&)\s*", quoted):  # several commands in a row
+            found = re.fullmatch(r"(?:[A-Z_]+=\S+ )*(?:skmic benchmark|python benchmarks/run\.py)( .*)?", command)
+            if found:
+                commands.append(found.group(1) or "")
+    return commands
 
 
 def test_every_benchmark_command_of_the_results_runs_today():
