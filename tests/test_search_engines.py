@@ -19,6 +19,10 @@ from sklearn.model_selection import GridSearchCV
 
 from skmic import IICClustering, KMeansBaseline
 
+# Starting a Dask LocalCluster and a Ray instance costs about 150 s of a 2-core
+# CI machine, and the default suite must stay under 10 minutes: `pytest -m slow`.
+pytestmark = pytest.mark.slow
+
 #: 4 candidates of a small IIC, 2 folds: 8 fits of about a second
 GRID = {"learning_rate": [1e-2, 3e-3], "n_repeats": [1, 3]}
 
@@ -77,7 +81,10 @@ def test_dask_search_finds_the_same_best_parameters(dask_client, X, reference):
         held = dask_client.run(lambda dask_worker: [v.shape for v in dask_worker.data.values()
                                                     if isinstance(v, np.ndarray) and v.shape == X.shape])
     assert sorted(held) == sorted(dask_client.scheduler_info()["workers"])
-    assert all(1 <= len(shapes) < 8 for shapes in held.values()), held
+    # scattered once: a worker that ran no fit may hold no copy (seen in a full-suite run), none holds
+    # one per fit
+    assert sum(len(shapes) for shapes in held.values()) >= 1, held
+    assert all(len(shapes) < 8 for shapes in held.values()), held
     assert_same_search(search, reference)
 
 
