@@ -194,24 +194,16 @@ class DECClustering(
         k-means restarts of the centroid initialisation.
     n_init : int, default=1
         Independent runs of the whole method (pretraining, k-means
-        initialisation, clustering phase), each from new random weights;
-        one of them is kept (``selection``). Not in the paper, whose results
-        vary with the pretraining. Costs ``n_init`` times the fit time:
-        unlike IIC's restarts the runs train one after another, not as one
-        stacked network, because each stops on its own
-        (``label_change_tol``) and a stopped run would still move under
-        SGD's momentum inside a shared optimizer step.
+        initialisation, clustering phase), one after another, from new
+        random weights; ``selection`` keeps one. One by default, since each
+        run costs a whole fit (the user guide's DEC page discusses when more
+        pay).
     selection : {"auto", "agreement", "compactness"}, default="auto"
-        Which of the ``n_init`` runs is kept. "agreement": the run whose
-        labels agree most with the other runs' (the highest mean adjusted
-        Rand index with them: the medoid of the runs' clusterings), which
-        needs ``n_init >= 3``; a run that merged two clusters or split one
-        is outvoted when the other runs made other mistakes or none.
-        "compactness": the run whose final embedding is the most compact,
-        the lowest within-cluster over total sum of squares under its own
-        labels, the way k-means keeps its restart of lowest inertia (a weak
-        guide on the digits: the user guide's DEC page has the study).
-        "auto": agreement from three runs on, compactness below.
+        Which run is kept: "agreement", the run whose labels agree most
+        with the other runs' (highest mean adjusted Rand index; needs
+        ``n_init >= 3``); "compactness", the run of lowest within-cluster
+        over total sum of squares in its embedding; "auto", agreement from
+        three runs on, compactness below.
     update_interval : int, default=140
         Optimizer steps (mini-batches) between two updates of the target
         distribution (140 as popular reimplementations use on MNIST; the
