@@ -14,6 +14,7 @@ import math
 import numbers
 import sys
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -21,10 +22,11 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transfor
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _distributed as distributed
-from ._base import BaseTorchEstimator, Interval, StrOptions
+from ._base import CONTROL_CONSTRAINTS, BaseTorchEstimator, Interval, StrOptions
 from ._data import Rows, chunk_starts
+from ._training import Checkpoint
 
-__all__ = ["KMeansBaseline", "kmeans"]
+__all__ = ["KMeansBaseline", "KMeansResult", "kmeans"]
 
 #: upper bound on the elements of one chunk of the (rows x centres) distance
 #: matrix; bounds the extra memory of distance computations (~64 MB in fp32).
@@ -200,9 +202,60 @@ def _farthest(top, dist, start, count):
     return values, torch.gather(torch.cat([top[1], index + start]), 0, pick)
 
 
+@dataclass(frozen=True)
+class KMeansResult:
+    """What :func:`kmeans` returns; unpacks as ``centers, labels, inertia, n_iter``.
+
+    Attributes
+    ----------
+    centers : Tensor (n_clusters, n_features)
+        The kept restart's centres.
+    labels : LongTensor (n_samples,)
+        The nearest of ``centers`` for every row.
+    inertia : float
+        Sum of squared distances to the nearest centre, of the kept restart.
+    n_iter : int
+        Lloyd iterations of the kept restart.
+    history : list of dict
+        One record per Lloyd iteration of the kept restart: ``epoch`` (the
+        iteration, from 1) and ``loss`` (the inertia of that iteration's
+        assignment step, before its centres moved).
+    restart_inertia : ndarray of shape (n_init,)
+        Final inertia of every restart (one with an explicit ``init``); the
+        kept one is the lowest.
+    best : int
+        The kept restart (index into ``restart_inertia``).
+    interrupted : bool
+        Whether a KeyboardInterrupt stopped the Lloyd iterations (only
+        under a ``control``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmic.kmeans import kmeans
+    >>> X = torch.tensor([[0.0], [1.0], [10.0], [11.0]])
+    >>> result = kmeans(X, 2, n_init=3, generator=torch.Generator().manual_seed(0))
+    >>> centers, labels, inertia, n_iter = result
+    >>> inertia, result.restart_inertia.shape, bool(result.restart_inertia[result.best] == inertia)
+    (1.0, (3,), True)
+    """
+
+    centers: torch.Tensor
+    labels: torch.Tensor
+    inertia: float
+    n_iter: int
+    history: list = field(default_factory=list)
+    restart_inertia: np.ndarray = None
+    best: int = 0
+    interrupted: bool = False
+
+    def __iter__(self):
+        return iter((self.centers, self.labels, self.inertia, self.n_iter))
+
+
 def kmeans(
     X, n_clusters, *, n_init=10, max_iter=300, tol=1e-4, init="k-means++", generator=None, verbose=0,
-    return_history=False,
+    control=None, desc="k-means",
 ):
     """k-means on a tensor, on the tensor's device, with ``n_init`` restarts.
 
@@ -232,22 +285,24 @@ def kmeans(
         0: silent; 1: one line per restart on standard error (its inertia
         and iterations, and which is kept); 2: also one line per Lloyd
         iteration.
-    return_history : bool, default=False
-        Also return the winning restart's history.
+    control : skmic._training.TrainingControl, optional
+        A fit's callbacks and interruption. After every Lloyd iteration its
+        callbacks get the record ``epoch``, ``loss`` (the lowest inertia
+        among the restarts, each at its latest assignment), ``restart_loss``
+        (those inertias) and ``stage`` (``desc``); one that returns True
+        stops the iterations. A KeyboardInterrupt after the first iteration
+        stops them too (``interrupted``); either way the result is the
+        centres reached so far, with a final assignment pass. Without a
+        control a KeyboardInterrupt propagates.
+    desc : str, default="k-means"
+        The ``stage`` the callbacks see.
 
     Returns
     -------
-    centers : Tensor (n_clusters, n_features)
-    labels : LongTensor (n_samples,)
-    inertia : float
-        Sum of squared distances to the nearest centre.
-    n_iter : int
-        Lloyd iterations of the winning restart.
-    history : list of dict
-        Only with ``return_history``: one record per Lloyd iteration of the
-        winning restart, ``epoch`` (the iteration, from 1) and ``loss`` (the
-        inertia of that iteration's assignment step, before its centres
-        moved).
+    result : KMeansResult
+        Unpacks as ``centers, labels, inertia, n_iter`` (the kept
+        restart's); also holds its ``history`` and every restart's
+        ``restart_inertia``.
 
     See Also
     --------
@@ -291,12 +346,50 @@ def kmeans(
         centers = rows.rows(idx) - mean
     else:
         centers = _kmeans_plusplus(rows, mean, n_clusters, n_init, generator)
-    tol_abs = tol * variance.mean().to(dtype)
 
     n_iter = torch.zeros(n_init, dtype=torch.long)
-    active = torch.arange(n_init, device=device)
     prev_labels = rows.store(n_init, torch.int32 if n_clusters < 2**31 else torch.long, fill=-1)  # (n, r)
-    inertias = []  # (active restarts, their inertia) of every iteration, with return_history
+    inertias = []  # (active restarts, their inertia) of every iteration
+    try:
+        _lloyd(rows, mean, centers, tol * variance.mean().to(dtype), max_iter, n_iter, prev_labels, inertias,
+               verbose=verbose, control=control, desc=desc)
+        interrupted = False
+    except KeyboardInterrupt:
+        if control is None or int(n_iter.max()) == 0:
+            raise
+        control.interrupted = interrupted = True
+    # final assignment, consistent with the final centres
+    inertia = torch.zeros(n_init, dtype=torch.float64, device=device)
+    for s, e in _passes(rows):
+        xc, x_sq = _centred(rows, mean, s, e)
+        dist, labels = _sq_dist_min(xc, x_sq, centers)
+        inertia += dist.double().sum(0)
+        prev_labels.write(s, labels)
+    best = int(inertia.argmin())
+    if verbose >= 1 and distributed.is_main():
+        for r in range(n_init):
+            kept = " (kept)" if r == best else ""
+            print(f"k-means restart {r + 1}/{n_init}: inertia {float(inertia[r]):.6g} after "
+                  f"{int(n_iter[r])} iteration(s){kept}", file=sys.stderr)
+    history = [
+        {"epoch": it + 1, "loss": float(values[(restarts == best).nonzero()[0, 0]])}
+        for it, (restarts, values) in enumerate(inertias[: int(n_iter[best])])
+    ]
+    return KMeansResult(
+        centers[best] + mean, prev_labels.column(best).long(), float(inertia[best]), int(n_iter[best]), history,
+        inertia.cpu().numpy(), best, interrupted,
+    )
+
+
+def _lloyd(rows, mean, centers, tol_abs, max_iter, n_iter, prev_labels, inertias, *, verbose, control, desc):
+    """Lloyd iterations of every restart at once: ``centers`` (r, k, d), ``n_iter`` and ``prev_labels`` in place.
+
+    Appends ``(active restarts, their inertia)`` of every iteration to
+    ``inertias``; the arguments are :func:`kmeans`'s.
+    """
+    (n_init, n_clusters, d), dtype, device = centers.shape, centers.dtype, centers.device
+    active = torch.arange(n_init, device=device)
+    latest = torch.full((n_init,), math.inf, dtype=torch.float64, device=device)  # inertia at the latest assignment
     for it in range(max_iter):
         sub = centers[active]
         r = len(active)
@@ -318,8 +411,8 @@ def kmeans(
         # a distributed fit: every rank's partial sums of its block, summed (the identity in one process)
         sums, counts, inertia_it = map(distributed.all_reduce_sum, (sums, counts, inertia_it))
         same = distributed.all_reduce_sum((~same).to(torch.long)) == 0
-        if return_history:
-            inertias.append((active, inertia_it))
+        inertias.append((active, inertia_it))
+        latest[active] = inertia_it
         new = sums / counts.clamp_min(1)[:, :, None].to(dtype)
         keep_old = (counts == 0)[:, :, None]
         new = torch.where(keep_old, sub, new)
@@ -332,29 +425,12 @@ def kmeans(
         active = active[~done]
         if verbose >= 2 and distributed.is_main():
             print(f"k-means iteration {it + 1}: {len(active)} of {n_init} restart(s) still moving", file=sys.stderr)
+        if control is not None:
+            values = latest.tolist()
+            if control.epoch_end({"epoch": it + 1, "loss": min(values), "restart_loss": values}, desc):
+                break
         if len(active) == 0:
             break
-    # final assignment, consistent with the final centres
-    inertia = torch.zeros(n_init, dtype=torch.float64, device=device)
-    for s, e in _passes(rows):
-        xc, x_sq = _centred(rows, mean, s, e)
-        dist, labels = _sq_dist_min(xc, x_sq, centers)
-        inertia += dist.double().sum(0)
-        prev_labels.write(s, labels)
-    best = int(inertia.argmin())
-    if verbose >= 1 and distributed.is_main():
-        for r in range(n_init):
-            kept = " (kept)" if r == best else ""
-            print(f"k-means restart {r + 1}/{n_init}: inertia {float(inertia[r]):.6g} after "
-                  f"{int(n_iter[r])} iteration(s){kept}", file=sys.stderr)
-    result = (centers[best] + mean, prev_labels.column(best).long(), float(inertia[best]), int(n_iter[best]))
-    if not return_history:
-        return result
-    history = [
-        {"epoch": it + 1, "loss": float(values[(restarts == best).nonzero()[0, 0]])}
-        for it, (restarts, values) in enumerate(inertias[: int(n_iter[best])])
-    ]
-    return (*result, history)
 
 
 def _torch_dtype(X):
@@ -400,6 +476,14 @@ class KMeansBaseline(
     verbose : int, default=0
         0: silent; 1: one line per restart on standard error (inertia,
         iterations, which is kept); 2: also one line per Lloyd iteration.
+    callbacks : list of callable, default=None
+        Called after every Lloyd iteration (a pass over the data, for all
+        restarts at once) with its record: ``epoch``, ``loss`` (the lowest
+        inertia among the restarts), ``restart_loss`` (every restart's)
+        and ``stage``; one that returns True stops the iterations. A
+        KeyboardInterrupt after the first iteration also stops them: ``fit``
+        keeps the centres reached so far, with a warning. A
+        :class:`~skmic.Checkpoint` is refused (a fit is short to redo).
 
     Attributes
     ----------
@@ -407,6 +491,11 @@ class KMeansBaseline(
     labels_ : ndarray of shape (n_samples,)
     inertia_ : float
         Sum of squared distances of the training samples to their centre.
+    restart_losses_ : ndarray of shape (n_init,)
+        Final inertia of every restart (one entry with explicit ``init``
+        centres); the lowest is kept.
+    kept_restarts_ : ndarray of int of shape (1,)
+        The restart kept (index into ``restart_losses_``).
     n_iter_ : int
         Lloyd iterations of the kept restart (each a pass over the data: its
         epochs).
@@ -456,6 +545,7 @@ class KMeansBaseline(
         "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "callbacks": CONTROL_CONSTRAINTS["callbacks"],
     }
     _min_samples = 1
     _streams_input = True
@@ -471,6 +561,7 @@ class KMeansBaseline(
         device="auto",
         random_state=None,
         verbose=0,
+        callbacks=None,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -480,8 +571,14 @@ class KMeansBaseline(
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     def _check_fit_data(self, X):
+        if any(isinstance(c, Checkpoint) for c in self.callbacks or ()):
+            raise ValueError(
+                "KMeansBaseline saves no Checkpoint (its Lloyd iterations are quick to redo); "
+                "remove it from callbacks."
+            )
         if X.shape[0] < self.n_clusters:
             raise ValueError(
                 f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}; "
@@ -501,7 +598,7 @@ class KMeansBaseline(
         Xt = self._rows(X, dtype=_torch_dtype(X))
         generator = self._make_generator()
         init = self.init if isinstance(self.init, str) else torch.as_tensor(np.asarray(self.init))
-        centers, labels, inertia, n_iter, history = kmeans(
+        result = kmeans(
             Xt,
             self.n_clusters,
             n_init=self.n_init,
@@ -510,13 +607,16 @@ class KMeansBaseline(
             init=init,
             generator=generator,
             verbose=self.verbose,
-            return_history=True,
+            control=getattr(self, "_training_control", None),
+            desc=type(self).__name__,
         )
-        self.cluster_centers_ = centers.cpu().numpy()
-        self.labels_ = labels.cpu().numpy()
-        self.inertia_ = inertia
-        self.n_iter_ = n_iter
-        self.history_ = history
+        self.cluster_centers_ = result.centers.cpu().numpy()
+        self.labels_ = result.labels.cpu().numpy()
+        self.inertia_ = result.inertia
+        self.restart_losses_ = result.restart_inertia
+        self.kept_restarts_ = np.array([result.best])
+        self.n_iter_ = result.n_iter
+        self.history_ = result.history
         self._n_features_out = self.n_clusters
         distinct = len(np.unique(self.labels_))
         if distinct < self.n_clusters:

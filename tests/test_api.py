@@ -20,7 +20,8 @@ from test_common import tiny_estimators
 #: estimator -> (the grid GridSearchCV searches, fitted attributes it must have besides
 #: the ones every estimator has, COMMON_FITTED)
 TABLE = {
-    "KMeansBaseline": ({"n_clusters": [2, 3]}, ["labels_", "n_iter_", "history_", "cluster_centers_"]),
+    "KMeansBaseline": ({"n_clusters": [2, 3]},
+                       ["labels_", "n_iter_", "history_", "cluster_centers_", "restart_losses_", "kept_restarts_"]),
     "IICClustering": ({"learning_rate": [1e-2, 1e-3]},
                       ["labels_", "n_iter_", "network_", "history_", "restart_losses_", "kept_restarts_"]),
     "DECClustering": ({"degrees_of_freedom": [1.0, 2.0]},

@@ -178,7 +178,7 @@ def no_training(monkeypatch):
     (["--output", "{tmp}/o.csv", "--save-model", "{tmp}/missing/m.pkl"], "--save-model {tmp}/missing/m.pkl: the directory"),
     (["--output", "{tmp}/X.csv"], "--output {tmp}/X.csv is the same file as the input"),
     (["--output", "{tmp}/o.csv", "--proba"], "--proba: kmeans gives no probabilities"),
-    (["--output", "{tmp}/o.csv", "--params", "nope=1"], "--params: kmeans takes no parameter nope; it takes device, init"),
+    (["--output", "{tmp}/o.csv", "--params", "nope=1"], "--params: kmeans takes no parameter nope; it takes callbacks, device, init"),
     (["--output", "{tmp}/o.csv", "--params", "n_init=0"], "The 'n_init' parameter of _MustNotTrain must be"),
     (["--output", "{tmp}/o.csv", "--params", "n_init"], "argument --params: expected key=value, got 'n_init'"),
     (["--output", "{tmp}/o.csv", "--params", "n_init=2", "n_init=3"], "--params: n_init is given twice (2 and 3)"),

@@ -11,7 +11,7 @@ import torch
 from sklearn.datasets import make_blobs
 from sklearn.preprocessing import StandardScaler
 
-from skmic import Checkpoint, DECClustering, DeepInfoMaxEmbedder, IICClustering
+from skmic import Checkpoint, DECClustering, DeepInfoMaxEmbedder, IICClustering, KMeansBaseline
 from skmic._training import TrainingControl, train
 from skmic.exceptions import TrainingInterruptedWarning
 
@@ -268,3 +268,85 @@ def test_a_checkpointed_run_killed_in_a_subprocess_resumes_and_finishes(X, tmp_p
     straight = tiny_iic(**params).fit(X)
     np.testing.assert_array_equal(resumed.labels_, straight.labels_)
     np.testing.assert_allclose([r["loss"] for r in resumed.history_], [r["loss"] for r in straight.history_], rtol=1e-5)
+
+
+def slow_kmeans(**kw):
+    # 'random' seeds on 400 points of 8 overlapping blobs and tol=0: Lloyd runs for many iterations
+    return KMeansBaseline(**{**dict(n_clusters=8, init="random", n_init=3, tol=0.0, device="cpu", random_state=0), **kw})
+
+
+@pytest.fixture
+def blobs8():
+    X, _ = make_blobs(n_samples=400, centers=8, n_features=2, cluster_std=2.5, random_state=0)
+    return X
+
+
+def test_an_interrupted_kmeans_keeps_the_centres_reached_so_far(blobs8):
+    assert slow_kmeans().fit(blobs8).n_iter_ > 3  # the fit the interrupt cuts short runs longer
+    est = slow_kmeans(callbacks=[interrupt_after(3, "KMeansBaseline")])
+    with pytest.warns(TrainingInterruptedWarning, match=r"KMeansBaseline's training was interrupted .* kept \(n_iter_=3\)"):
+        est.fit(blobs8)
+    assert est.n_iter_ == 3 and [r["epoch"] for r in est.history_] == [1, 2, 3]
+    # the centres of the third iteration: what a fit limited to 3 iterations gives
+    stopped = slow_kmeans(max_iter=3).fit(blobs8)
+    np.testing.assert_array_equal(est.cluster_centers_, stopped.cluster_centers_)
+    np.testing.assert_array_equal(est.restart_losses_, stopped.restart_losses_)
+    np.testing.assert_array_equal(est.labels_, est.predict(blobs8))
+    assert est.inertia_ == est.restart_losses_[est.kept_restarts_[0]] == pytest.approx(-est.score(blobs8))
+
+
+def test_a_callback_stops_kmeans_and_sees_every_restart(blobs8):
+    records = []
+
+    def callback(record):
+        records.append(record)
+        return record["epoch"] == 2
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingInterruptedWarning)
+        est = slow_kmeans(callbacks=[callback]).fit(blobs8)
+    assert est.n_iter_ == 2 and [r["stage"] for r in records] == ["KMeansBaseline"] * 2
+    # the record: every restart's inertia at its latest assignment, and the lowest of them
+    assert len(records[-1]["restart_loss"]) == 3 and records[-1]["loss"] == min(records[-1]["restart_loss"])
+    kept = est.kept_restarts_[0]
+    assert [r["restart_loss"][kept] for r in records] == [r["loss"] for r in est.history_]
+
+
+class CountedRows:
+    """A row source (``__len__``, ``__getitem__``) that counts its reads and raises KeyboardInterrupt at read ``stop``."""
+
+    def __init__(self, X, stop=None):
+        self.X, self.stop, self.reads = X, stop, 0
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, index):
+        self.reads += 1
+        if self.reads == self.stop:
+            raise KeyboardInterrupt
+        return self.X[index]
+
+
+def test_an_interrupt_in_the_first_lloyd_iteration_leaves_kmeans_as_it_was(blobs8):
+    reads = []
+    for max_iter in (1, 2):  # the reads of the validation and seeding, and of one pass over the rows
+        source = CountedRows(blobs8)
+        slow_kmeans(max_iter=max_iter).fit(source)
+        reads.append(source.reads)
+    one_pass = reads[1] - reads[0]
+    first_lloyd_read = reads[0] - 2 * one_pass + 1  # one iteration and the final assignment: two passes
+    fitted = slow_kmeans(max_iter=2).fit(blobs8)
+    centres = fitted.cluster_centers_
+    with pytest.raises(KeyboardInterrupt):
+        fitted.set_params(max_iter=5).fit(CountedRows(blobs8, stop=first_lloyd_read))
+    assert fitted.cluster_centers_ is centres and fitted.n_iter_ == 2  # the previous fit, intact
+    # a read later, in the second iteration: the first iteration's centres are kept
+    with pytest.warns(TrainingInterruptedWarning, match=r"kept \(n_iter_=1\)"):
+        fitted.fit(CountedRows(blobs8, stop=first_lloyd_read + one_pass))
+    np.testing.assert_array_equal(fitted.cluster_centers_, slow_kmeans(max_iter=1).fit(blobs8).cluster_centers_)
+
+
+def test_kmeans_refuses_a_checkpoint(blobs8, tmp_path):
+    with pytest.raises(ValueError, match="KMeansBaseline saves no Checkpoint"):
+        slow_kmeans(callbacks=[Checkpoint(str(tmp_path / "k.ckpt"))]).fit(blobs8)

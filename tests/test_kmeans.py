@@ -88,3 +88,30 @@ def test_fewer_distinct_points_than_clusters_warns():
     with pytest.warns(ConvergenceWarning, match=r"Number of distinct clusters \(2\) found smaller than n_clusters \(3\)"):
         km = KMeansBaseline(3, device="cpu", random_state=0).fit(X)
     assert len(np.unique(km.labels_)) == 2
+
+
+def test_restart_inertia_is_each_restarts_own_run():
+    # 'random' seeding draws one permutation per restart from the generator, in order: restart j
+    # alone is a one-restart run from the generator after j draws (a naive reference, restart by restart)
+    X = torch.from_numpy(np.random.default_rng(0).normal(size=(300, 3)))
+    result = kmeans(X, 6, n_init=4, init="random", generator=torch.Generator().manual_seed(0))
+    alone = []
+    for j in range(4):
+        g = torch.Generator().manual_seed(0)
+        for _ in range(j):
+            torch.randperm(len(X), generator=g)
+        alone.append(kmeans(X, 6, n_init=1, init="random", generator=g).inertia)
+    np.testing.assert_allclose(result.restart_inertia, alone, rtol=1e-9)
+    assert len(set(alone)) > 1  # the restarts differ: the test tells them apart
+    assert result.best == np.argmin(alone) and result.inertia == result.restart_inertia[result.best]
+    centers, labels, inertia, n_iter = result  # unpacks as the kept restart's model
+    assert inertia == result.inertia and n_iter == len(result.history)
+
+
+def test_restart_diagnostics_of_the_estimator(blobs):
+    X = blobs[0]
+    km = KMeansBaseline(3, init="random", n_init=5, device="cpu", random_state=0).fit(X)
+    assert km.restart_losses_.shape == (5,) and km.kept_restarts_.tolist() == [np.argmin(km.restart_losses_)]
+    assert km.inertia_ == km.restart_losses_.min() == pytest.approx(-km.score(X))
+    one = KMeansBaseline(3, init=km.cluster_centers_, device="cpu").fit(X)  # explicit centres: one restart
+    assert one.restart_losses_.shape == (1,) and one.kept_restarts_.tolist() == [0]
