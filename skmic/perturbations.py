@@ -22,7 +22,11 @@ Everything is batched tensor code on the batch's device: no per-sample Python.
 * :func:`make_perturbation` -- the lookup by name used by
   :class:`~skmic.IICClustering` (``"affine"``, ``"elastic"``,
   ``"wasserstein"``, ``"tabular"``, ``"points"``, ``"auto"``)
-  which also accepts any user callable.
+  which also accepts any user callable;
+* :class:`InvertiblePerturbation` and :func:`make_invertible_perturbation`
+  -- :class:`~skmic.IICSegmentation`'s ``g``, which also returns the affine
+  maps that :func:`invert_affine` undoes on the output (at most one
+  :class:`ImagePerturbation`, other steps leaving pixels in place).
 """
 
 import math
@@ -36,11 +40,13 @@ __all__ = [
     "Compose",
     "ElasticPerturbation",
     "ImagePerturbation",
+    "InvertiblePerturbation",
     "PointSetPerturbation",
     "TabularPerturbation",
     "WassersteinPerturbation",
     "inverse_affine",
     "invert_affine",
+    "make_invertible_perturbation",
     "make_perturbation",
     "sinkhorn_w2",
     "warp_affine",
@@ -880,3 +886,125 @@ def check_perturbation(g, x, generator):
             f"{x.dtype} (the input's); got {got}."
         )
     return out
+
+
+class InvertiblePerturbation:
+    """Perturb images and return the affine maps that undo their geometry.
+
+    What :class:`~skmic.IICSegmentation` needs of its ``g``: the network's
+    output on the perturbed images is mapped back onto the original pixel
+    grid (:func:`invert_affine`) and compared with the output on the
+    images pixel by pixel. So each step is either an
+    :class:`ImagePerturbation`, whose random affine map is returned and
+    inverted exactly (at most one), or a callable ``g(x, generator)`` on
+    flat rows, as :class:`~skmic.IICClustering` takes, that must leave every
+    pixel where it is (brightness, contrast, noise, colour); without an
+    :class:`ImagePerturbation` the maps are the identity.
+
+    Parameters
+    ----------
+    steps : sequence of callables
+        Applied in order.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmic.perturbations import ImagePerturbation, InvertiblePerturbation
+    >>> def noise(x, generator):
+    ...     return x + 0.1 * torch.randn(x.shape, generator=generator)
+    >>> g = InvertiblePerturbation([ImagePerturbation((1, 8, 8)), noise])
+    >>> x_pert, theta = g.perturb(torch.rand(4, 1, 8, 8), torch.Generator().manual_seed(0))
+    >>> tuple(x_pert.shape), tuple(theta.shape)
+    ((4, 1, 8, 8), (4, 2, 3))
+    """
+
+    def __init__(self, steps):
+        self.steps = list(steps)
+        if sum(isinstance(g, ImagePerturbation) for g in self.steps) > 1:
+            raise ValueError(
+                "the perturbation holds more than one ImagePerturbation; IICSegmentation inverts one affine "
+                "map: put the geometry in one of them."
+            )
+
+    def perturb(self, images, generator=None):
+        """The perturbed images ``(n, C, H, W)`` and the sampling matrices ``(n, 2, 3)`` of their geometry."""
+        n, theta = images.shape[0], None
+        for g in self.steps:
+            if isinstance(g, ImagePerturbation):
+                images, theta = g.perturb(images, generator)
+                continue
+            flat = images.reshape(n, -1)
+            out = g(flat, generator)
+            if not isinstance(out, torch.Tensor) or out.shape != flat.shape or out.dtype != flat.dtype:
+                got = (tuple(out.shape), out.dtype) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise ValueError(
+                    f"the perturbation {g!r} must return a tensor of shape {tuple(flat.shape)} and dtype "
+                    f"{flat.dtype} (the flat rows it was given); got {got}."
+                )
+            images = out.reshape(images.shape)
+        if theta is None:
+            theta = torch.eye(2, 3, device=images.device, dtype=images.dtype).expand(n, 2, 3)
+        return images, theta
+
+    def __repr__(self):
+        return f"InvertiblePerturbation({self.steps!r})"
+
+
+#: The perturbation names that :func:`make_invertible_perturbation` (and so
+#: ``IICSegmentation(perturbation=...)``) accepts: the affine ones.
+INVERTIBLE_PERTURBATIONS = ("affine", "shift-rotate")
+
+
+def make_invertible_perturbation(spec, image_shape):
+    """Resolve IICSegmentation's ``perturbation`` into an :class:`InvertiblePerturbation`.
+
+    Parameters
+    ----------
+    spec : str, callable or sequence of them
+        A name from :data:`INVERTIBLE_PERTURBATIONS` (the
+        :class:`ImagePerturbation` :func:`make_perturbation` gives it), an
+        :class:`ImagePerturbation`, a callable ``g(x, generator)`` that
+        leaves every pixel in place, or a non-empty list/tuple of these
+        (at most one of them geometric), applied in order.
+    image_shape : tuple of int
+
+    Returns
+    -------
+    InvertiblePerturbation
+
+    Raises
+    ------
+    ValueError
+        For a perturbation whose geometry cannot be inverted (the names
+        "elastic", "wasserstein", "tabular" and "points", an
+        :class:`ElasticPerturbation`, a :class:`WassersteinPerturbation`, a
+        :class:`Compose`), an empty list, or two geometric steps.
+
+    Examples
+    --------
+    >>> from skmic.perturbations import make_invertible_perturbation
+    >>> make_invertible_perturbation(["shift-rotate"], (1, 8, 8))  # doctest: +NORMALIZE_WHITESPACE
+    InvertiblePerturbation([ImagePerturbation(image_shape=(1, 8, 8), rotation=10.0, p_rotation=1.0,
+        scale=(1.0, 1.0), shear=0.0, crop=None, brightness=0.0, contrast=0.0, noise=0.0)])
+    """
+    specs = list(spec) if isinstance(spec, (list, tuple)) else [spec]
+    if not specs:
+        raise ValueError(f"perturbation={spec!r} is empty; name at least one perturbation or pass a callable.")
+    steps = []
+    for g in specs:
+        if isinstance(g, str) and g in INVERTIBLE_PERTURBATIONS:
+            g = make_perturbation(g, image_shape)
+        elif isinstance(g, str) or isinstance(g, (ElasticPerturbation, WassersteinPerturbation, Compose)):
+            raise ValueError(
+                f"perturbation {g!r} cannot be undone on the pixel grid: IICSegmentation maps the perturbed "
+                f"output back onto the pixels, so its geometry must be an affine map (the names "
+                f"{list(INVERTIBLE_PERTURBATIONS)} or an ImagePerturbation), and any other callable must leave "
+                "every pixel in place (pass a list of steps, not a Compose)."
+            )
+        elif not callable(g):
+            raise TypeError(
+                f"perturbation must be a name, an ImagePerturbation, a callable g(x, generator) or a list of "
+                f"them, got {g!r}."
+            )
+        steps.append(g)
+    return InvertiblePerturbation(steps)

@@ -21,7 +21,9 @@ from .nn.heads import IICNet
 from .nn.losses import segmentation_joint, segmentation_mi
 from .nn.segmentation import FullyConvEncoder, pixel_heads
 from .nn.stacked import restart_seeds
-from .perturbations import ImagePerturbation, invert_affine
+from .perturbations import (
+    INVERTIBLE_PERTURBATIONS, ImagePerturbation, invert_affine, make_invertible_perturbation,
+)
 
 __all__ = ["IICSegmentation", "patch_features"]
 
@@ -157,22 +159,19 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         downsampled by ``2 ** n_pool`` and upsampled bilinearly for
         prediction. Pooling widens the receptive field and cuts the cost of
         the conv layers and of the joints 4x per pool.
-    rotation : float, default=15.0
-        Largest rotation (degrees) of the perturbation.
-    scale : float or (float, float), default=(0.9, 1.1)
-        Zoom range of the perturbation.
-    translate : float, default=0.1
-        Largest shift, as a fraction of the image side.
-    hflip : bool, default=True
-        Random horizontal flips (as in the paper).
-    brightness : float, default=0.4
-        Largest brightness shift, in image standard deviations: segments must
-        not depend on the grey level.
-    contrast : float, default=0.4
-        Contrast factor range ``[1 - contrast, 1 + contrast]``.
-    noise : float, default=0.1
-        Standard deviation of added Gaussian noise, in image standard
-        deviations.
+    perturbation : str, callable or list, default="auto"
+        The transformation ``g`` of the images, as in
+        :class:`IICClustering`: a name, a callable ``g(x, generator)`` or a
+        list applied in order. Its geometry must be undone on the output,
+        so it is at most one :class:`~skmic.perturbations.ImagePerturbation`
+        (whose affine maps are inverted exactly; the names "affine" and
+        "shift-rotate" give one), and any other callable must leave every
+        pixel in place (brightness, noise, colour); the other names are
+        refused. "auto": rotations up to 15 degrees, zoom 0.9-1.1, shifts up
+        to 0.1 of the side and horizontal flips (the paper's geometry), with
+        brightness and contrast jitter of 0.4 and noise of 0.1 image
+        standard deviations, so that texture, not grey level, defines a
+        segment.
     batch_size : int, default=8
         Images per mini-batch (each with ``n_repeats`` perturbed copies).
     max_epochs : int or "auto", default="auto"
@@ -235,6 +234,9 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         other channel counts.
     overclustering_, max_epochs_ : int
         The values that ran: the parameters, with "auto" resolved.
+    perturbation_ : ImagePerturbation, str, callable or list
+        The perturbation that ran ("auto" resolved to its
+        :class:`~skmic.perturbations.ImagePerturbation`).
     device_ : torch.device
     world_size_ : int
         Processes that trained the model together: 1 for an ordinary fit,
@@ -258,11 +260,11 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
       upsamples the probabilities bilinearly.
     * The encoder is a small VGG-like net (3x3 convs 32-64-128, two pools)
       instead of the paper's VGG/ResNet trunks; Adam's rate is 1e-2.
-    * The clean view is the image itself; the perturbed view is a random
-      affine map (rotation, zoom, shift, flip) with brightness, contrast and
-      noise jitter, undone on the output by the exact inverse map. Output
-      pixels that the perturbed view did not show are zero after the
-      inverse map and so contribute to no joint.
+    * The clean view is the image itself; the perturbed view is, by
+      default, a random affine map (rotation, zoom, shift, flip) with
+      brightness, contrast and noise jitter, undone on the output by the
+      exact inverse map. Output pixels that the perturbed view did not show
+      are zero after the inverse map and so contribute to no joint.
     * Main and over-clustering heads are trained jointly on every step (as
       ``IICClustering(head_training="joint")``), and restarts (absent from
       the paper) guard against merged-class optima.
@@ -302,13 +304,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         "image_shape": [tuple, list, None],
         "conv_channels": [tuple, list],
         "n_pool": [Interval(numbers.Integral, 0, None, closed="left")],
-        "rotation": [Interval(numbers.Real, 0, 180, closed="both")],
-        "scale": [Interval(numbers.Real, 0, None, closed="neither"), tuple, list],
-        "translate": [Interval(numbers.Real, 0, 1, closed="both")],
-        "hflip": ["boolean"],
-        "brightness": [Interval(numbers.Real, 0, None, closed="left")],
-        "contrast": [Interval(numbers.Real, 0, 1, closed="both")],
-        "noise": [Interval(numbers.Real, 0, None, closed="left")],
+        "perturbation": [StrOptions({"auto", *INVERTIBLE_PERTURBATIONS}), callable, list, tuple],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         **CONTROL_CONSTRAINTS,
     }
@@ -339,13 +335,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         image_shape=None,
         conv_channels=(32, 64, 128),
         n_pool=2,
-        rotation=15.0,
-        scale=(0.9, 1.1),
-        translate=0.1,
-        hflip=True,
-        brightness=0.4,
-        contrast=0.4,
-        noise=0.1,
+        perturbation="auto",
         batch_size=8,
         max_epochs="auto",
         learning_rate=1e-2,
@@ -368,13 +358,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         self.image_shape = image_shape
         self.conv_channels = conv_channels
         self.n_pool = n_pool
-        self.rotation = rotation
-        self.scale = scale
-        self.translate = translate
-        self.hflip = hflip
-        self.brightness = brightness
-        self.contrast = contrast
-        self.noise = noise
+        self.perturbation = perturbation
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.learning_rate = learning_rate
@@ -431,15 +415,15 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         return dict(
             overclustering=5 * self.n_clusters,
             max_epochs=max(5, math.ceil(TRAINING_STEPS / steps_per_epoch)),
+            perturbation=ImagePerturbation(
+                X.shape[1:], rotation=15.0, p_rotation=1.0, scale=(0.9, 1.1), shear=0.0, translate=0.1, crop=None,
+                hflip=True, brightness=0.4, contrast=0.4, noise=0.1, padding_mode="reflection",
+            ),
         )
 
     def _perturbation(self):
-        """The perturbation g, with its inverse (:func:`skmic.perturbations.invert_affine`)."""
-        return ImagePerturbation(
-            self.image_shape_, rotation=self.rotation, p_rotation=1.0, scale=self.scale, shear=0.0,
-            translate=self.translate, crop=None, hflip=self.hflip, brightness=self.brightness,
-            contrast=self.contrast, noise=self.noise, padding_mode="reflection",
-        )
+        """The perturbation g, with its inverse (:class:`skmic.perturbations.InvertiblePerturbation`)."""
+        return make_invertible_perturbation(self.perturbation_, self.image_shape_)
 
     def _build_network(self, restarts=1):
         trunk = FullyConvEncoder(
@@ -452,10 +436,15 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         Xt = self._as_tensor(X).float()
         n_epochs = self.max_epochs_
         first = n_epochs if self.head_reset is None else min(n_epochs, max(1, round(self.head_reset * n_epochs)))
+        g = self._perturbation()
+        try:  # once on two images before training, so that a failing callable is reported as such
+            g.perturb(Xt[:2], torch.Generator(self.device_).manual_seed(0))
+        except Exception as exc:
+            raise ValueError(f"the perturbation {self.perturbation_!r} failed on two training images: {exc}") from exc
         # every restart at once, as one stacked network (skmic._restarts); with a head
         # reset the restarts are compared at the reset and only the best trains on
         run, self.head_losses_, self.restart_losses_ = fit_restarts(
-            _PixelRestarts, self, Xt, self._perturbation(), restart_seeds(torch.initial_seed(), self.n_init), first,
+            _PixelRestarts, self, Xt, g, restart_seeds(torch.initial_seed(), self.n_init), first,
         )
         control = getattr(self, "_training_control", None)
         if first < n_epochs and not (control is not None and control.ended):
@@ -569,7 +558,7 @@ class _PixelRestarts(Restarts):
     """IICSegmentation's restarts in training (:class:`skmic._restarts.Restarts`).
 
     ``Xt`` holds images (n, C, H, W); ``g`` is an
-    :class:`~skmic.perturbations.ImagePerturbation`.
+    :class:`~skmic.perturbations.InvertiblePerturbation`.
     """
 
     @classmethod

@@ -92,7 +92,7 @@ def test_grid_search_needs_no_scoring(name, X):
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
 
 
-@pytest.mark.parametrize("name", ["IICClustering", "DECClustering", "DeepInfoMaxEmbedder"])
+@pytest.mark.parametrize("name", ["IICClustering", "DECClustering", "DeepInfoMaxEmbedder", "IICSegmentation"])
 def test_divergence_is_one_error_type(name, X):
     calls = []
 
@@ -100,9 +100,12 @@ def test_divergence_is_one_error_type(name, X):
         calls.append(1)
         return x * float("nan") if len(calls) > 1 else x
 
-    est = by_name()[name].set_params(perturbation=poisoned)
+    est, perturbation = by_name().get(name), poisoned
+    if name == "IICSegmentation":  # images; the poison after an affine map, pixel by pixel
+        est, X = _quick_fits()[-1]
+        perturbation = ["affine", poisoned]
     with pytest.raises(TrainingDivergedError):
-        est.fit(X)
+        est.set_params(perturbation=perturbation).fit(X)
 
 
 def test_segmentation_shares_the_vocabulary():
@@ -111,7 +114,7 @@ def test_segmentation_shares_the_vocabulary():
     from skmic import IICSegmentation
 
     params = set(IICSegmentation().get_params())
-    assert DEEP | {"n_init", "n_clusters", "n_heads", "overclustering"} <= params
+    assert DEEP | {"n_init", "n_clusters", "n_heads", "overclustering", "perturbation"} <= params
     assert not params & RETIRED
     assert inspect.signature(IICSegmentation).parameters["n_clusters"].default == 8
 

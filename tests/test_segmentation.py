@@ -28,7 +28,9 @@ from skmic.metrics import cluster_accuracy, pixel_accuracy, pixel_mapping
 from skmic.nn.heads import ClusterHeads
 from skmic.nn.losses import iic_joint, mutual_information, segmentation_joint, segmentation_mi
 from skmic.nn.segmentation import FullyConvEncoder, pixel_heads, sobel_channels
-from skmic.perturbations import ImagePerturbation, inverse_affine, invert_affine
+from skmic.perturbations import (
+    ElasticPerturbation, ImagePerturbation, inverse_affine, invert_affine, make_invertible_perturbation,
+)
 from skmic.segmentation import _PixelRestarts, patch_features
 
 
@@ -377,6 +379,58 @@ def test_callbacks_interrupt_and_checkpoint(mosaics, tmp_path):
     # the same model (a restored stage leaves the network in eval mode, so the head losses
     # computed after it do not move BatchNorm's running statistics)
     np.testing.assert_array_equal(resumed.labels_, straight.labels_)
+
+
+# ------------------------------------------------------------ perturbation
+def test_auto_perturbation_is_the_image_perturbation_that_ran(fitted, mosaics):
+    g = fitted.perturbation_
+    assert isinstance(g, ImagePerturbation) and g.image_shape == fitted.image_shape_
+    assert (g.rotation, g.p_rotation, g.scale, g.shear, g.translate, g.crop, g.hflip, g.vflip) == (
+        15.0, 1.0, (0.9, 1.1), 0.0, 0.1, None, True, False)
+    assert (g.brightness, g.contrast, g.noise, g.padding_mode) == (0.4, 0.4, 0.1, "reflection")
+    # the same perturbation passed as an object (or in a list) trains the same model
+    same = ImagePerturbation(fitted.image_shape_, rotation=15.0, p_rotation=1.0, shear=0.0, crop=None, hflip=True,
+                             padding_mode="reflection")
+    for spec in (same, [same]):
+        np.testing.assert_array_equal(tiny(perturbation=spec).fit(mosaics[0]).labels_, fitted.labels_)
+
+
+def test_steps_apply_in_order_and_the_affine_map_is_returned():
+    affine = ImagePerturbation((1, 8, 8), hflip=True)
+
+    def double(x, generator):
+        return 2 * x
+
+    x = torch.rand(3, 1, 8, 8)
+    expected, theta_expected = affine.perturb(x, torch.Generator().manual_seed(0))
+    out, theta = make_invertible_perturbation([affine, double], (1, 8, 8)).perturb(x, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, 2 * expected)
+    torch.testing.assert_close(theta, theta_expected)
+
+
+def test_a_callable_that_keeps_pixels_in_place_is_undone_by_the_identity(mosaics):
+    def brighter(x, generator):  # one brightness offset per image: every pixel stays where it is
+        return x + torch.rand(len(x), 1, generator=generator, device=x.device, dtype=x.dtype)
+
+    x = torch.rand(3, 2, 8, 8)
+    out, theta = make_invertible_perturbation(brighter, (2, 8, 8)).perturb(x, torch.Generator().manual_seed(0))
+    offset = out - x
+    torch.testing.assert_close(offset, offset[:, :1, :1, :1].expand_as(offset))
+    torch.testing.assert_close(invert_affine(out, theta), out)  # the identity maps
+    assert tiny(perturbation=brighter).fit(mosaics[0]).labels_.shape == mosaics[0].shape
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("elastic", "perturbation"),  # a name the parameter does not take
+    (["affine", "elastic"], "cannot be undone on the pixel grid"),
+    (ElasticPerturbation((1, 16, 16)), "cannot be undone on the pixel grid"),
+    (["affine", "shift-rotate"], "more than one ImagePerturbation"),
+    ([], "empty"),
+    (lambda x, generator: x[:, :-1], "failed on two training images: .* must return a tensor of shape"),
+])
+def test_perturbations_that_cannot_be_undone_are_refused(mosaics, spec, message):
+    with pytest.raises(ValueError, match=message):
+        tiny(perturbation=spec).fit(mosaics[0])
 
 
 def test_input_is_not_modified(mosaics):
