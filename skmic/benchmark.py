@@ -495,8 +495,28 @@ def _perturbation_rate(est, X, y, seed):
     return {"perturbed_images_per_s": 3 * len(x) / (time.perf_counter() - start)}
 
 
+def _iic_selection(est, X, y, seed):
+    """IIC's ACC by each prediction rule of several kept restarts, on the same fitted network."""
+    import copy
+
+    from .metrics import cluster_accuracy
+
+    first = _first_step(est)
+    if getattr(first, "selection_", None) not in ("kmeans", "consensus"):
+        return {}
+    X = first._check_fitted_input(X)
+    out = {}
+    for rule in ("kmeans", "consensus"):
+        other = copy.copy(first)
+        other.selection_ = rule
+        other._fit_prediction(X)
+        out[f"acc_{rule}"] = cluster_accuracy(y, other.labels_)
+    return out
+
+
 #: named probes: ``skmic benchmark --probes NAME ...`` adds their columns to every run
 PROBES = {
+    "iic-selection": Probe(_iic_selection),
     "linear-probe": Probe(_linear_probe),
     "dec-scores": Probe(_dec_scores, _spearman_with_acc),
     "perturbation-rate": Probe(_perturbation_rate),

@@ -18,7 +18,8 @@ from ._data import Rows, RowStore, StreamedArray
 from ._training import adam, batches
 from .nn.encoders import MLP, ConvEncoder, init_weights
 from .nn.heads import IICNet
-from .nn.losses import iic_joint, mutual_information
+from .kmeans import kmeans
+from .nn.losses import iic_joint, mutual_information, student_t_assignment
 from .consensus import fit_consensus
 from .nn.stacked import restart_seeds, stack_inputs
 from .perturbations import PERTURBATIONS, check_perturbation, make_perturbation
@@ -30,7 +31,13 @@ __all__ = ["IICClustering"]
 SMALL_IMAGE = 12
 
 #: optimizer steps per restart that ``max_epochs="auto"`` aims at, by ``selection``
-TRAINING_STEPS = {"lowest_loss": 2500, "consensus": 750}
+TRAINING_STEPS = {"lowest_loss": 2500, "consensus": 750, "kmeans": 750}
+
+#: k-means restarts of ``selection="kmeans"``
+KMEANS_N_INIT = 10
+
+#: ``selection="kmeans"`` max-pools a conv trunk's last map to at most this many pixels a side
+KMEANS_MAP_SIZE = 2
 
 #: optimizer steps of the restarts' screening that ``screen_steps="auto"`` aims at
 SCREEN_STEPS = 400
@@ -56,13 +63,18 @@ class IICClustering(
     times from scratch (the restarts train side by side as one stacked
     network). What is predicted depends on ``selection``:
 
-    * ``"consensus"``: the better half of the restarts by their loss is
-      kept (``kept_restarts_``), and the prediction is the consensus of the
-      clusterings of all their main sub-heads (:mod:`skmic.consensus`:
-      k-means on their concatenated assignments, then the mixture model of
-      clustering ensembles). Restarts rarely make the same mistake, so their
-      consensus is right where most are, and it needs far fewer steps per
-      restart than a lone network does.
+    * ``"kmeans"``: the better half of the restarts by their loss is kept
+      (``kept_restarts_``), and the prediction is k-means (10 restarts) on
+      their trunk features, each restart's scaled to unit length and the
+      restarts' concatenated (``cluster_centers_``). The heads shape the
+      features; k-means reads them. A restart that merged two classes in
+      its heads usually still separates them in its features, and the
+      kept restarts' features together outvote one restart's mistake.
+    * ``"consensus"``: the better half of the restarts is kept as above,
+      and the prediction is the consensus of the clusterings of all their
+      main sub-heads (:mod:`skmic.consensus`: k-means on their
+      concatenated assignments, then the mixture model of clustering
+      ensembles).
     * ``"lowest_loss"``: the restart, then the sub-head (``best_head_``),
       with the lowest loss on the training data is used, as the paper's
       sub-head selection and k-means's restarts do.
@@ -78,7 +90,7 @@ class IICClustering(
     parameter       images                                           tabular
     ==============  ===============================================  ===============
     n_init          8                                                3
-    selection       "consensus"                                      "lowest_loss"
+    selection       "kmeans"                                         "lowest_loss"
     screen_steps    400                                              None
     perturbation    "elastic" up to 12 x 12 pixels, else "affine"    "tabular"
     overclustering  ``10 * n_clusters`` (at most ``n_samples``)      the same
@@ -107,13 +119,12 @@ class IICClustering(
         :mod:`skmic.nn.stacked`), one optimizer step for all, each from its
         own seed; restart ``k`` is the training a single restart with its
         seed would give. "auto": 8 for images, 3 for tabular data.
-    selection : {"auto", "consensus", "lowest_loss"}, default="auto"
-        What predicts: the consensus of the main sub-heads of the better
-        half of the restarts, or the single sub-head of the lowest loss (see
-        above). "auto":
-        "consensus" for images, "lowest_loss" for tabular data (on flat,
-        tabular digits the consensus of 3 restarts was no better than their
-        best).
+    selection : {"auto", "kmeans", "consensus", "lowest_loss"}, default="auto"
+        What predicts: k-means on the trunk features of the better half of
+        the restarts, the consensus of their main sub-heads, or the single
+        sub-head of the lowest loss (see above). "auto": "kmeans" for
+        images (the most reliable over seeds and thread counts on the
+        digits), "lowest_loss" for tabular data.
     screen_steps : int, "auto" or None, default="auto"
         Screen the restarts: all ``n_init`` restarts train for about
         ``screen_steps`` optimizer steps (whole epochs, at least one), then
@@ -157,7 +168,7 @@ class IICClustering(
         Samples per mini-batch (each with ``n_repeats`` perturbed copies).
     max_epochs : int or "auto", default="auto"
         Epochs of the kept restarts. "auto" trains for about 750 optimizer
-        steps with the consensus (``ceil(750 / steps_per_epoch)`` epochs, at
+        steps with "kmeans" or "consensus" (``ceil(750 / steps_per_epoch)`` epochs, at
         least 2 and at most 200: 14 epochs on scikit-learn's digits, 3 on
         10,000 MNIST images) and about 2500 with ``"lowest_loss"`` (at least
         10 and at most 200: 45 epochs on the digits, 200 on a table of 200
@@ -196,16 +207,22 @@ class IICClustering(
     ----------
     labels_ : ndarray of shape (n_samples,)
         Cluster of each training sample (eval mode).
+    cluster_centers_ : ndarray of shape (n_clusters, n_kept * n_pooled) or None
+        The k-means centres (``selection="kmeans"``), in the space of the
+        kept restarts' trunk features, each restart's scaled to unit length
+        (:meth:`transform`'s features, restart by restart normalised, when
+        the trunk's last map is at most 2 x 2 pixels, as on 8 x 8 images;
+        a larger map is max-pooled to 2 x 2 first).
     consensus_ : skmic.consensus.Consensus or None
         The fitted consensus of the kept restarts' main sub-heads
         (``selection="consensus"``).
     kept_restarts_ : ndarray of int
         The restarts kept for prediction (indices into ``restart_losses_``):
-        the ``ceil(n_init / 2)`` of lowest loss with the consensus, the one
-        of lowest loss otherwise.
+        the ``ceil(n_init / 2)`` of lowest loss with "kmeans" and
+        "consensus", the one of lowest loss with "lowest_loss".
     best_head_ : int or None
         Index of the main sub-head used for prediction with
-        ``selection="lowest_loss"``; None with the consensus.
+        ``selection="lowest_loss"``; None otherwise.
     head_losses_ : ndarray of shape (n_kept, n_heads)
         Final loss (minus the mutual information over the whole training set,
         under one draw of the perturbation) of each main sub-head of every
@@ -256,8 +273,9 @@ class IICClustering(
     * Sub-head selection uses the mutual information over the whole
       training set (one perturbation draw, eval mode) rather than the last
       mini-batch losses.
-    * ``n_init`` restarts and their consensus (absent from the paper) are
-      the cure for its seed-dependent merged-class optima; the paper keeps
+    * ``n_init`` restarts, and the prediction by k-means on the kept
+      restarts' trunk features (both absent from the paper), are the cure
+      for its seed-dependent merged-class optima; the paper predicts with
       the one sub-head of lowest loss (``selection="lowest_loss"``).
     * By default the main and over-clustering heads are trained jointly on
       every step (``head_training="joint"``), over-clustering uses 10x the
@@ -291,7 +309,7 @@ class IICClustering(
         "overclustering": [Interval(numbers.Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "n_heads": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_init": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
-        "selection": [StrOptions({"auto", "consensus", "lowest_loss"})],
+        "selection": [StrOptions({"auto", "kmeans", "consensus", "lowest_loss"})],
         "screen_steps": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "n_repeats": [Interval(numbers.Integral, 1, None, closed="left")],
         "lamb": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -386,7 +404,7 @@ class IICClustering(
             perturbation = "elastic" if max(shape[1:]) <= SMALL_IMAGE else "affine"
         selection = self.selection
         if selection == "auto":
-            selection = "lowest_loss" if shape is None else "consensus"
+            selection = "lowest_loss" if shape is None else "kmeans"
         screen_steps = None if shape is None else SCREEN_STEPS
         epochs = math.ceil(TRAINING_STEPS[selection] / self._steps_per_epoch(n))
         min_epochs = 10 if selection == "lowest_loss" else 2
@@ -425,7 +443,7 @@ class IICClustering(
         ranked = np.argsort(self.restart_losses_, kind="stable")
         if self.selection_ == "lowest_loss":
             kept = ranked[:1]
-        else:  # the consensus of the better half
+        else:  # the better half, for k-means on their features or their consensus
             kept = np.sort(ranked[: math.ceil(len(ranked) / 2)])
         run = run.select(kept)
         if first < n_epochs:  # screening: only the kept restarts train on
@@ -441,19 +459,33 @@ class IICClustering(
         self.history_ = [_mean_over_restarts(record) for record in run.history]
         self.n_iter_ = len(run.history)
         self._n_features_out = run.net.trunk.out_features * run.n_restarts
-        if self.selection_ == "consensus":
-            self.best_head_ = None
-            generator = torch.Generator(self.device_).manual_seed(int(torch.initial_seed()) % 2**31)
-            heads = self._head_store(X)  # on disk for a streamed X
+        self._fit_prediction(X)
+        self._warn_if_collapsed()
+
+    def _fit_prediction(self, X):
+        """``selection_``'s prediction from the fitted network on validated ``X``, and ``labels_``.
+
+        Sets ``cluster_centers_`` ("kmeans"), ``consensus_`` ("consensus") or
+        ``best_head_`` ("lowest_loss", from ``head_losses_``); the others None.
+        """
+        self.best_head_ = self.consensus_ = self.cluster_centers_ = None
+        generator = torch.Generator(self.device_).manual_seed(int(torch.initial_seed()) % 2**31)
+        if self.selection_ == "kmeans":
+            # the kept trunks' unit features, float32 (on disk for a streamed X)
+            features = self._store(X, _unit_features, torch.float32)
+            centers, _, _, _ = kmeans(features, self.n_clusters, n_init=KMEANS_N_INIT, generator=generator)
+            self.cluster_centers_ = centers.cpu().numpy()
+            del features
+            self.labels_ = self._labels(X)  # as predict labels them (float64 features on the CPU)
+        elif self.selection_ == "consensus":
+            heads = self._store(X, _head_rows, torch.float64)
             self.consensus_ = fit_consensus(heads, self.n_clusters, generator=generator,
                                             n_clusterings=heads.shape[1] // self.n_clusters)
             # the training rows' labels from the same sub-head assignments (no second pass over X)
             self.labels_ = self.consensus_.predict(heads).cpu().numpy()
         else:
-            self.best_head_ = int(np.argmin(losses[0]))
-            self.consensus_ = None
+            self.best_head_ = int(np.argmin(self.head_losses_[0]))
             self.labels_ = self._labels(X)
-        self._warn_if_collapsed()
 
     def _train_restarts(self, Xt, g, seeds, n_epochs):
         """Train one restart per seed for ``n_epochs``, all at once; return the :class:`_Restarts`.
@@ -489,7 +521,13 @@ class IICClustering(
 
     # ------------------------------------------------------------- inference
     def predict_proba(self, X):
-        """Soft assignment of each sample by the best main sub-head.
+        """Soft assignment of each sample to the clusters.
+
+        By ``selection_``: with "kmeans", Student's t kernel (one degree of
+        freedom, DEC's soft assignment) of the distances of the sample's unit
+        features to ``cluster_centers_``; with "consensus", the consensus's
+        posterior; with "lowest_loss", the best main sub-head's output. The
+        largest entry of each row is :meth:`predict`'s label.
 
         Parameters
         ----------
@@ -507,32 +545,33 @@ class IICClustering(
 
     def _proba_of(self, net, x):
         """Soft assignments of the rows ``x`` (a tensor batch) by the inference copy ``net``."""
-        if self.consensus_ is None:
-            return net.main(net(x))[:, self.best_head_].double()
-        return self.consensus_.log_proba(net.main(_features(net, x)).argmax(2)).exp()
+        if self.selection_ == "kmeans":
+            centers = torch.as_tensor(self.cluster_centers_, device=x.device, dtype=torch.float64)
+            return student_t_assignment(_unit_features(net, x).double(), centers)
+        if self.selection_ == "consensus":
+            return self.consensus_.log_proba(net.main(_features(net, x)).argmax(2)).exp()
+        return net.main(net(x))[:, self.best_head_].double()
 
     def _head_proba(self, X):
         """Soft assignments ``(n, n_init * n_heads, n_clusters)`` of every main sub-head of every restart."""
         return self._infer(self.network_, lambda net, x: net.main(_features(net, x)), X)
 
-    def _head_store(self, X):
-        """:meth:`_head_proba` of validated ``X`` as float64 rows ``(n, n_init * n_heads * n_clusters)``.
+    def _store(self, X, fn, dtype):
+        """``fn(net, batch)`` (a tensor of rows) for every row of validated ``X``, in a :class:`~skmic._data.RowStore`.
 
-        In a :class:`~skmic._data.RowStore`: in memory for in-memory ``X``, on
-        disk for a streamed one (so that the consensus of a streamed fit holds
-        no per-sample array of the sub-heads' assignments in memory).
+        In memory for in-memory ``X``, on disk for a streamed one (so that a
+        streamed fit holds no per-sample array of features or assignments).
         """
         store, written = None, 0
 
         def into_store(net, x):
             nonlocal store, written
-            p = net.main(_features(net, x)).double()
-            p = p.reshape(len(p), -1)
+            values = fn(net, x)
             if store is None:
-                store = RowStore(len(X), p.shape[1], torch.float64, self.device_, on_disk=isinstance(X, StreamedArray))
-            store.write(written, p)
-            written += len(p)
-            return p[:, :0]  # nothing kept
+                store = RowStore(len(X), values.shape[1], dtype, self.device_, on_disk=isinstance(X, StreamedArray))
+            store.write(written, values)
+            written += len(values)
+            return values[:, :0]  # nothing kept
 
         self._infer(self.network_, into_store, X)
         return store
@@ -544,7 +583,7 @@ class IICClustering(
     def transform(self, X):
         """The learned representation (trunk output, before the heads).
 
-        With several kept restarts (``selection="consensus"``) their trunks'
+        With several kept restarts (``selection="kmeans"`` or ``"consensus"``) their trunks'
         outputs are concatenated.
 
         Parameters
@@ -593,6 +632,29 @@ class IICClustering(
 def _features(net, x):
     """Trunk features ``(n, restarts * out_features)`` of every restart of ``net`` for the rows ``x``."""
     return net(stack_inputs(x.expand(net.restarts, -1, -1)))
+
+
+def _unit_features(net, x):
+    """What ``selection="kmeans"`` clusters: every restart's trunk features, scaled to unit length.
+
+    A conv trunk's last map is max-pooled to at most ``KMEANS_MAP_SIZE``
+    pixels a side first (the digits' 2 x 2 maps are kept whole; MNIST's
+    7 x 7 maps would make 6,272 features a restart).
+    """
+    x = stack_inputs(x.expand(net.restarts, -1, -1))
+    if isinstance(net.trunk, ConvEncoder):
+        maps = net.trunk.feature_map(x)
+        size = (min(maps.shape[2], KMEANS_MAP_SIZE), min(maps.shape[3], KMEANS_MAP_SIZE))
+        features = torch.nn.functional.adaptive_max_pool2d(maps, size).flatten(1)
+    else:
+        features = net.trunk(x)
+    return torch.nn.functional.normalize(features.view(len(x), net.restarts, -1), dim=2).flatten(1)
+
+
+def _head_rows(net, x):
+    """Every main sub-head's assignments of the rows ``x``, one row ``(restarts * n_heads * n_clusters,)`` each."""
+    p = net.main(_features(net, x))
+    return p.reshape(len(p), -1)
 
 
 def _mean_over_restarts(record):

@@ -101,6 +101,48 @@ def test_consensus_of_restarts_and_sub_heads(blobs):
     assert not np.allclose(screened.head_losses_.min(1), screened.restart_losses_[screened.kept_restarts_])
 
 
+def test_kmeans_on_the_kept_restarts_features(blobs):
+    X, y = blobs
+    iic = tiny(n_clusters=3, n_init=3, selection="kmeans", max_epochs=15).fit(X)
+    assert iic.selection_ == "kmeans" and iic.best_head_ is None and iic.consensus_ is None
+    assert list(iic.kept_restarts_) == sorted(np.argsort(iic.restart_losses_)[:2])
+    assert cluster_accuracy(y, iic.labels_) > 0.95
+    # the centres live in the kept trunks' features, each restart's scaled to unit length
+    features = iic.transform(X).reshape(len(X), 2, 32)
+    unit = (features / np.linalg.norm(features, axis=2, keepdims=True)).reshape(len(X), -1)
+    assert iic.cluster_centers_.shape == (3, 2 * 32)
+    centers = np.asarray(iic.cluster_centers_)
+    nearest = ((unit[:, None] - centers[None]) ** 2).sum(2).argmin(1)
+    np.testing.assert_array_equal(nearest, iic.labels_)
+    np.testing.assert_array_equal(iic.predict(X), iic.labels_)
+    proba = iic.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-9)
+    np.testing.assert_array_equal(proba.argmax(1), iic.labels_)
+    assert 0 < iic.score(X) <= np.log(3) + 1e-9
+    again = pickle.loads(pickle.dumps(iic))
+    np.testing.assert_array_equal(again.predict(X), iic.labels_)
+    np.testing.assert_array_equal(tiny(n_clusters=3, n_init=3, selection="kmeans", max_epochs=15).fit(X).labels_,
+                                  iic.labels_)
+    iic.set_params(warm_start=True, max_epochs=2).fit(X)  # the kept restarts train on, k-means runs again
+    assert iic.n_iter_ == 17 and iic.cluster_centers_.shape == (3, 64)
+
+
+def test_kmeans_pools_larger_conv_maps_to_2x2(digits):
+    X, _ = digits
+    X = X[:200].reshape(-1, 8, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # 2 epochs may not use every cluster
+        iic = tiny(n_clusters=5, n_init=2, selection="kmeans", max_epochs=2).fit(X)
+    # conv_channels (8, 16): the last block's map is 16 x 4 x 4 (one pool); k-means sees it max-pooled to 2 x 2
+    maps = iic.transform(X).reshape(len(X), 1, 16, 2, 2, 2, 2)  # (n, kept, C, i, di, j, dj)
+    pooled = maps.max(axis=(4, 6)).reshape(len(X), 1, 16 * 4)
+    unit = (pooled / np.linalg.norm(pooled, axis=2, keepdims=True)).reshape(len(X), -1)
+    assert iic.cluster_centers_.shape == (5, 16 * 4)
+    nearest = ((unit[:, None] - iic.cluster_centers_[None]) ** 2).sum(2).argmin(1)
+    np.testing.assert_array_equal(nearest, iic.labels_)
+    np.testing.assert_array_equal(iic.predict(X), iic.labels_)
+
+
 def test_joint_head_training_and_no_overclustering(blobs):
     X, y = blobs
     for kw in (dict(head_training="joint"), dict(overclustering=0)):
@@ -178,7 +220,7 @@ def test_auto_defaults_follow_the_data(shape, perturbation):
     est._resolve_defaults(np.zeros((1797, 64)))
     # 56 steps an epoch: 2500 steps for one restart kept by its loss, 750 for a consensus
     assert (est.perturbation_, est.overclustering_) == (perturbation, 100)
-    expected = (3, "lowest_loss", None, 45) if shape is None else (8, "consensus", 400, 14)
+    expected = (3, "lowest_loss", None, 45) if shape is None else (8, "kmeans", 400, 14)
     assert (est.n_init_, est.selection_, est.screen_steps_, est.max_epochs_) == expected
     est._resolve_defaults(np.zeros((50, 64)))
     assert (est.overclustering_, est.max_epochs_) == (50, 200)
