@@ -459,6 +459,7 @@ class IICClustering(
         self.history_ = [_mean_over_restarts(record) for record in run.history]
         self.n_iter_ = len(run.history)
         self._n_features_out = run.net.trunk.out_features * run.n_restarts
+        self._prediction_seed = int(torch.initial_seed()) % 2**31  # this fit's seed (seeded in fit)
         self._fit_prediction(X)
         self._warn_if_collapsed()
 
@@ -469,7 +470,7 @@ class IICClustering(
         ``best_head_`` ("lowest_loss", from ``head_losses_``); the others None.
         """
         self.best_head_ = self.consensus_ = self.cluster_centers_ = None
-        generator = torch.Generator(self.device_).manual_seed(int(torch.initial_seed()) % 2**31)
+        generator = torch.Generator(self.device_).manual_seed(self._prediction_seed)
         if self.selection_ == "kmeans":
             # the kept trunks' unit features, float32 (on disk for a streamed X)
             features = self._store(X, _unit_features, torch.float32)

@@ -127,6 +127,17 @@ def test_kmeans_on_the_kept_restarts_features(blobs):
     assert iic.n_iter_ == 17 and iic.cluster_centers_.shape == (3, 64)
 
 
+def test_the_prediction_refits_from_the_fits_own_seed():
+    import torch
+
+    X = np.random.default_rng(0).normal(size=(150, 5))  # no clusters: k-means's optimum depends on its seeds
+    iic = tiny(n_clusters=6, n_init=2, selection="kmeans", max_epochs=2).fit(X)
+    centers = iic.cluster_centers_.copy()
+    torch.manual_seed(12345)
+    iic._fit_prediction(iic._check_fitted_input(X))
+    np.testing.assert_array_equal(iic.cluster_centers_, centers)
+
+
 def test_kmeans_pools_larger_conv_maps_to_2x2(digits):
     X, _ = digits
     X = X[:200].reshape(-1, 8, 8)
