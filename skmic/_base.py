@@ -775,16 +775,31 @@ class BaseTorchEstimator(BaseEstimator):
         batch_size : int
         dtype : torch.dtype
             The dtype the batches are given to ``fn`` in.
+
+        Notes
+        -----
+        Each batch's output is copied into one NumPy array per output,
+        allocated at the first batch for all ``n_samples`` rows, rather than
+        kept as a list of small tensors joined at the end: small blocks kept
+        between the large temporary ones of every batch (the rows read, the
+        activations) fragment the C heap, and the resident memory of a pass
+        over a streamed source then grew with the number of rows (about
+        1 kB per row for IIC's labels, see ``benchmarks/memory.py``).
         """
-        outputs = []
+        outputs, single = None, False
+        n = X.shape[0]
         with torch.no_grad():
-            for start in range(0, X.shape[0], batch_size):
+            for start in range(0, n, batch_size):
                 part = read_rows(X, start, start + batch_size)
                 batch = torch.tensor(part, dtype=dtype, device=self.device_)
-                outputs.append(fn(batch))
-        if isinstance(outputs[0], tuple):
-            return tuple(torch.cat(parts).cpu().numpy() for parts in zip(*outputs))
-        return torch.cat(outputs).cpu().numpy()
+                result = fn(batch)
+                single = not isinstance(result, tuple)
+                parts = [r.cpu().numpy() for r in ((result,) if single else result)]
+                if outputs is None:
+                    outputs = [np.empty((n, *p.shape[1:]), dtype=p.dtype) for p in parts]
+                for out, p in zip(outputs, parts):
+                    out[start : start + len(p)] = p
+        return outputs[0] if single else tuple(outputs)
 
     def _for_inference(self, module):
         """The module to run inference with, and the dtype to feed it.

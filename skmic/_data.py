@@ -32,9 +32,17 @@ fit on the same data in memory computes.
 The pages of a memory-mapped file that a read touched count in the process's
 resident memory until the kernel reclaims them; after every
 :data:`RELEASE_BYTES` read from a shared (``mode`` "r", "r+" or "w+") memmap
-they are handed back (``madvise(MADV_DONTNEED)``: the file's contents stay
-in the page cache, and nothing the caller sees changes), so that the
-resident memory of a streamed fit does not grow with the file.
+(:data:`STORE_RELEASE_BYTES` read or written, for a :class:`RowStore`) they
+are handed back (``madvise(MADV_DONTNEED)``: the file's contents stay in the
+page cache, and nothing the caller sees changes), so that the resident
+memory of a streamed fit does not grow with the file.
+
+Per-sample results of a pass (labels, say) are written into one array
+allocated for all the rows (:meth:`Rows.map_chunks`, and
+``BaseTorchEstimator._batched`` for inference), never collected as a list of
+per-chunk pieces: small blocks kept alive between the large temporary blocks
+of every chunk fragment the C heap, and the resident memory grew by about
+1 kB per row that way (``benchmarks/memory.py``).
 
 Per-sample state of a streamed fit that grows with the number of samples
 (DEC's embedding and target distribution, k-means' distances and labels) is
@@ -62,6 +70,12 @@ SCAN_BYTES = 1 << 24
 
 #: Bytes read from a shared memmap after which its mapped pages are released.
 RELEASE_BYTES = 1 << 26
+
+#: The same for the temporary file of a :class:`RowStore`: smaller, so that the
+#: pages of the per-sample state that a fit holds mapped (several stores at a
+#: time, of tens of megabytes each at a million rows) do not grow with the
+#: number of rows either.
+STORE_RELEASE_BYTES = 1 << 22
 
 #: Rows of a shared memmap read at random between two releases of its mapped pages.
 RANDOM_ROWS = 16
@@ -186,7 +200,7 @@ class StreamedArray:
         self.ndim = 1 + len(row_shape)
         self.stats = None
         self._mm, self._release = (_mapping(data) if isinstance(data, np.ndarray) else (None, False))
-        self._unreleased = 0
+        self._unreleased, self.release_bytes = 0, RELEASE_BYTES
         self._take_mode = self._slice_mode = "native"
         if not isinstance(data, np.ndarray) and shape is None and n:  # a plain row-indexable object
             self._take_mode = "native" if self._probe(lambda: data[np.arange(min(n, 2))], min(n, 2)) else "rows"
@@ -230,7 +244,7 @@ class StreamedArray:
                 f"row {start + int(bad[0])} if read in order); remove or impute those values."
             )
         self._unreleased += batch.nbytes
-        if self._release and self._unreleased >= RELEASE_BYTES:
+        if self._release and self._unreleased >= self.release_bytes:
             self.release()
         return out
 
@@ -402,6 +416,22 @@ class Rows:
         for start, stop in chunk_starts(len(self), rows_per_chunk):
             yield start, self.slice(start, stop)
 
+    def map_chunks(self, fn, rows_per_chunk):
+        """``fn(rows)`` of every chunk of rows in order, joined into one tensor with a row per row.
+
+        The result is allocated once, at the first chunk, and filled chunk by
+        chunk: a per-sample result kept as a list of small per-chunk tensors
+        between the large reads of a streamed pass fragments the C heap, and
+        the resident memory then grows with the number of rows.
+        """
+        out = None
+        for start, rows in self.chunks(rows_per_chunk):
+            value = fn(rows)
+            if out is None:
+                out = torch.empty((len(self), *value.shape[1:]), dtype=value.dtype, device=value.device)
+            out[start : start + len(value)] = value
+        return out
+
     def store(self, n_columns, dtype=torch.float32, fill=0, n_rows=None):
         """A :class:`RowStore` of ``n_columns`` per row: in memory, or on disk for a streamed source.
 
@@ -450,6 +480,7 @@ class RowStore(Rows):
                 self._array[s:e] = fill
         self.source = StreamedArray(self._array, name="the fit's per-sample state")
         self.source.dtype = self._array.dtype  # read back as stored
+        self.source.release_bytes = STORE_RELEASE_BYTES
 
     def write(self, start, values, columns=None):
         """Set rows ``start`` to ``start + len(values) - 1`` (of ``columns`` only, if given) to ``values``."""
@@ -467,14 +498,14 @@ class RowStore(Rows):
         else:
             self._array[start:stop, np.asarray(columns.cpu())] = values
         self.source._unreleased += values.nbytes
-        if self.source._unreleased >= RELEASE_BYTES:
+        if self.source._unreleased >= self.source.release_bytes:
             self.source.release()
 
     def column(self, j):
         """Column ``j`` of every row, as a tensor (in memory: for per-sample outputs such as labels)."""
         if self.tensor is not None:
             return self.tensor[:, j].clone()
-        return torch.cat([rows[:, j] for _, rows in self.chunks(scan_rows(self.shape[1]))])
+        return self.map_chunks(lambda rows: rows[:, j], scan_rows(self.shape[1]))
 
 
 def _remove(path):

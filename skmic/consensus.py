@@ -81,8 +81,8 @@ class Consensus:
         labels : LongTensor of shape (n,)
         """
         j, c = self.log_mu.shape[1:]
-        return torch.cat([self.log_proba(chunk.view(len(chunk), j, c).argmax(2)).argmax(1)
-                          for _, chunk in proba.chunks(_CHUNK_ROWS)])
+        return proba.map_chunks(lambda chunk: self.log_proba(chunk.view(len(chunk), j, c).argmax(2)).argmax(1),
+                                _CHUNK_ROWS)
 
 
 def fit_consensus(proba, n_clusters, *, n_init=10, generator=None, smoothing=1.0, n_clusterings=None):

@@ -714,8 +714,8 @@ class DECClustering(
         )
         encoder.eval()
         z = self._embed(encoder, Xt)
-        labels = torch.cat([student_t_assignment(zb, centers.detach(), self.degrees_of_freedom).argmax(1)
-                            for _, zb in z.chunks(_PASS_ROWS)])
+        labels = z.map_chunks(lambda zb: student_t_assignment(zb, centers.detach(), self.degrees_of_freedom).argmax(1),
+                              _PASS_ROWS)
         return dict(
             encoder=encoder, centers=centers.detach(), stop_reason=result.stop_reason,
             history=continue_history(history, result.history), labels=labels,

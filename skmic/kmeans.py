@@ -81,6 +81,13 @@ def _sq_dist(X, x_sq, points):
 #: by :data:`_CHUNK_ELEMENTS`
 _PASS_ELEMENTS = 1 << 22
 
+#: and at most this many rows per chunk of a pass: each row of a chunk also
+#: costs its distances, labels and per-restart state (a few hundred bytes for
+#: DEC's 10-dimensional embedding and 5 restarts), so that without this bound
+#: the chunks of narrow data (419 430 rows of 10 values) made the memory of a
+#: pass grow with the number of rows up to that size
+_PASS_ROWS = 1 << 17
+
 
 def _passes(rows, shard=False):
     """``[(start, stop), ...]``: the chunks of a pass over ``rows`` (in memory and streamed alike).
@@ -90,7 +97,7 @@ def _passes(rows, shard=False):
     passes whose per-chunk sums are then summed over the ranks.
     """
     start, stop = distributed.block(len(rows)) if shard else (0, len(rows))
-    step = max(1, _PASS_ELEMENTS // max(1, rows.shape[1]))
+    step = max(1, min(_PASS_ROWS, _PASS_ELEMENTS // max(1, rows.shape[1])))
     return [(s + start, e + start) for s, e in chunk_starts(stop - start, step)]
 
 
