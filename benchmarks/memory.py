@@ -34,6 +34,7 @@ import json
 import os
 import resource
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -149,7 +150,23 @@ def child(estimator, path, threads):
 
 
 def run(sizes, n_features, estimators, directory, threads, keep, log=print):
+    """The fits' measurements, and None or, if a fit failed or was stopped, what stopped the run.
+
+    A failed fit (or an interruption: ``KeyboardInterrupt``, and SIGTERM
+    under :func:`main`) ends the run; the measurements taken so far are kept.
+    """
     runs = []
+    try:
+        _run(sizes, n_features, estimators, directory, threads, keep, log, runs)
+    except (RuntimeError, KeyboardInterrupt) as error:
+        done = f"{len(runs)} fit(s) done"
+        stopped = f"stopped after {done}: {error or type(error).__name__}".splitlines()[0]
+        log(stopped)
+        return runs, stopped
+    return runs, None
+
+
+def _run(sizes, n_features, estimators, directory, threads, keep, log, runs):
     for n in sizes:
         path = Path(directory) / f"skmic_memory_{n}x{n_features}.npy"
         start = time.perf_counter()
@@ -172,7 +189,6 @@ def run(sizes, n_features, estimators, directory, threads, keep, log=print):
         finally:
             if not keep:
                 path.unlink()
-    return runs
 
 
 def growth_notes(runs):
@@ -213,7 +229,14 @@ def main(argv=None):
     from skmic.benchmark import code_version, environment, format_table, save_results
 
     code_version()  # the commit that runs, taken now
-    runs = run(args.sizes, args.features, args.estimators, args.dir, args.threads, args.keep)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum} (e.g. kill)")
+
+    signal.signal(signal.SIGTERM, interrupt)  # a stopped run still records what it measured
+    runs, stopped = run(args.sizes, args.features, args.estimators, args.dir, args.threads, args.keep)
+    if not runs:
+        raise SystemExit(stopped)
     notes = growth_notes(runs)
     fits = "; ".join(f"{k}: {name}({', '.join(f'{p}={v!r}' for p, v in params.items())})"
                      for k, (name, params) in FITS.items() if k in args.estimators)
@@ -223,6 +246,7 @@ def main(argv=None):
         "peak_file_mb: the largest RssAnon and RssFile sampled every 10 ms during the fit; import_rss_mb: its "
         "peak after importing skmic.",
         *notes,
+        *([f"The run was {stopped}; the fits after it are missing."] if stopped else []),
     ])
     print(format_table(runs))
     print(notes)
