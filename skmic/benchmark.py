@@ -514,11 +514,22 @@ def _iic_selection(est, X, y, seed):
     return out
 
 
+def _dec_restarts(dec, X, y, seed):
+    """ACC of each of DEC's runs (``restart_labels_``), which one was kept, and the best and worst."""
+    from .metrics import cluster_accuracy
+
+    acc = [float(cluster_accuracy(y, labels)) for labels in dec.restart_labels_]
+    record = {f"run{r + 1}_acc": a for r, a in enumerate(acc)}
+    record.update(kept_run=int(dec.kept_restarts_[0]) + 1, best_run_acc=max(acc), worst_run_acc=min(acc))
+    return record
+
+
 #: named probes: ``skmic benchmark --probes NAME ...`` adds their columns to every run
 PROBES = {
     "iic-selection": Probe(_iic_selection),
     "linear-probe": Probe(_linear_probe),
     "dec-scores": Probe(_dec_scores, _spearman_with_acc),
+    "dec-restarts": Probe(_dec_restarts),
     "perturbation-rate": Probe(_perturbation_rate),
 }
 

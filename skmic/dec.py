@@ -299,6 +299,9 @@ class DECClustering(
         interruption left fewer than three runs).
     kept_restarts_ : ndarray of int of shape (1,)
         The run kept (index into ``restart_losses_``).
+    restart_labels_ : ndarray of shape (n_init, n_samples)
+        Each run's final labels on the training data (row
+        ``kept_restarts_[0]`` is ``labels_``).
     pretrain_history_ : list of dict
         Per-epoch reconstruction losses of pretraining (empty with a
         pretrained encoder).
@@ -544,8 +547,9 @@ class DECClustering(
             runs[-1]["pretrain_history"] = pretrain_history
             if control is not None and control.ended:  # interrupted or stopped: no further restart
                 break
+        self.restart_labels_ = np.stack([run["labels"].cpu().numpy() for run in runs])
         if self.selection_ == "agreement" and len(runs) >= 3:
-            self.restart_losses_ = 1.0 - agreement([run["labels"].cpu().numpy() for run in runs])
+            self.restart_losses_ = 1.0 - agreement(self.restart_labels_)
         else:  # one or two runs (also when a callback or an interruption ended the restarts early)
             self.restart_losses_ = np.asarray([run["compactness"] for run in runs])
         self.kept_restarts_ = np.array([int(np.argmin(self.restart_losses_))])

@@ -264,3 +264,21 @@ def test_every_results_file_has_a_command_to_run():
         if path.suffix != ".md":
             assert path.stem in mds or any(path.name in text for text in mds.values()), (
                 f"{path.name}: no results .md names it, so no command reproduces it")
+
+
+def test_dec_restarts_probe_scores_each_run():
+    from sklearn.datasets import make_blobs
+
+    from skmic import DECClustering
+    from skmic.metrics import cluster_accuracy
+
+    X, y = make_blobs(60, centers=3, random_state=0)
+    dec = DECClustering(3, hidden_layer_sizes=[8], n_components=2, pretrain_epochs=5, max_epochs=5, n_init=3,
+                        perturbation=None, random_state=0, device="cpu").fit(X)
+    assert dec.restart_labels_.shape == (3, 60)
+    np.testing.assert_array_equal(dec.restart_labels_[dec.kept_restarts_[0]], dec.labels_)
+    scores = PROBES["dec-restarts"].metrics(dec, X, y, 0)
+    acc = [cluster_accuracy(y, labels) for labels in dec.restart_labels_]
+    assert [scores[f"run{r}_acc"] for r in (1, 2, 3)] == pytest.approx(acc)
+    assert scores["kept_run"] == dec.kept_restarts_[0] + 1
+    assert scores["best_run_acc"] == max(acc) and scores["worst_run_acc"] == min(acc)
