@@ -142,6 +142,8 @@ def _estimators():
         "kmeans": KMeansBaseline(n_clusters=3, n_init=3, device="cpu", random_state=0),
         "iic": IICClustering(n_clusters=3, n_heads=2, n_init=2, max_epochs=30, hidden_layer_sizes=(16,),
                              learning_rate=1e-2, device="cpu", random_state=0),
+        "iic-kmeans": IICClustering(n_clusters=3, n_heads=2, n_init=2, selection="kmeans", max_epochs=30,
+                                    hidden_layer_sizes=(16,), learning_rate=1e-2, device="cpu", random_state=0),
         "dec": DECClustering(n_clusters=3, hidden_layer_sizes=(16,), n_components=2, pretrain_epochs=10,
                              kmeans_n_init=2, update_interval=5, max_epochs=20, batch_size=32, device="cpu",
                              random_state=0),
@@ -160,11 +162,14 @@ def test_kmeans_equals_the_one_process_fit(tmp_path):
 
 
 @pytest.mark.slow  # ~30 s
-def test_iic_end_to_end(tmp_path):
-    ranks = run_ranks(tmp_path, _fit_job, "iic")
-    for world, labels, _, acc in ranks:
+@pytest.mark.parametrize("name", ["iic", "iic-kmeans"])
+def test_iic_end_to_end(tmp_path, name):
+    ranks = run_ranks(tmp_path, _fit_job, name)
+    for world, labels, centers, acc in ranks:
         assert world == WORLD
         np.testing.assert_array_equal(labels, ranks[0][1])  # the replicas agree
+        if centers is not None:  # k-means on the kept restarts' features: the same centres on every rank
+            np.testing.assert_array_equal(centers, ranks[0][2])
         assert acc > 0.9  # three well separated blobs
 
 
