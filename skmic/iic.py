@@ -542,16 +542,19 @@ class IICClustering(
         return self._proba(self._check_fitted_input(X))
 
     def _proba(self, X):
-        return self._infer(self.network_, self._proba_of, X)
+        return self._infer(self.network_, self._assigner(), X)
 
-    def _proba_of(self, net, x):
-        """Soft assignments of the rows ``x`` (a tensor batch) by the inference copy ``net``."""
+    def _assigner(self):
+        """``assign(net, x)``: the soft assignments of the rows ``x`` (a tensor batch) by the inference copy ``net``.
+
+        The fitted k-means centres go to the device once, not once a batch.
+        """
         if self.selection_ == "kmeans":
-            centers = torch.as_tensor(self.cluster_centers_, device=x.device, dtype=torch.float64)
-            return student_t_assignment(_unit_features(net, x).double(), centers)
+            centers = torch.as_tensor(self.cluster_centers_, device=self.device_, dtype=torch.float64)
+            return lambda net, x: student_t_assignment(_unit_features(net, x).double(), centers)
         if self.selection_ == "consensus":
-            return self.consensus_.log_proba(net.main(_features(net, x)).argmax(2)).exp()
-        return net.main(net(x))[:, self.best_head_].double()
+            return lambda net, x: self.consensus_.log_proba(net.main(_features(net, x)).argmax(2)).exp()
+        return lambda net, x: net.main(net(x))[:, self.best_head_].double()
 
     def _head_proba(self, X):
         """Soft assignments ``(n, n_init * n_heads, n_clusters)`` of every main sub-head of every restart."""
@@ -579,7 +582,8 @@ class IICClustering(
 
     def _labels(self, X):
         """``predict`` of validated ``X``, one batch at a time (no (n, n_clusters) array)."""
-        return self._infer(self.network_, lambda net, x: self._proba_of(net, x).argmax(1), X)
+        assign = self._assigner()
+        return self._infer(self.network_, lambda net, x: assign(net, x).argmax(1), X)
 
     def transform(self, X):
         """The learned representation (trunk output, before the heads).
@@ -621,11 +625,12 @@ class IICClustering(
         Xt = self._rows(X)
         generator = torch.Generator(Xt.device).manual_seed(0)
         net, dtype = self._for_inference(self.network_)
+        assign = self._assigner()
         joint = 0.0
         with torch.no_grad():
             for idx in batches(len(Xt), 1024, shuffle=False, device=Xt.device):
                 x = Xt.rows(idx)
-                p, p_g = (self._proba_of(net, v.to(dtype))[:, None] for v in (x, g(x, generator)))
+                p, p_g = (assign(net, v.to(dtype))[:, None] for v in (x, g(x, generator)))
                 joint = joint + iic_joint(p, p_g)
         return float(mutual_information(joint, self.lamb)[0])
 
