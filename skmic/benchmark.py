@@ -502,11 +502,12 @@ def _iic_selection(est, X, y, seed):
     from .metrics import cluster_accuracy
 
     first = _first_step(est)
-    if getattr(first, "selection_", None) not in ("kmeans", "consensus"):
+    rules = ("self_labeling", "kmeans", "consensus")
+    if getattr(first, "selection_", None) not in rules:
         return {}
     X = first._check_fitted_input(X)
     out = {}
-    for rule in ("kmeans", "consensus"):
+    for rule in rules:
         other = copy.copy(first)
         other.selection_ = rule
         other._fit_prediction(X)

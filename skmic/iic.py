@@ -21,6 +21,7 @@ from .nn.heads import IICNet
 from .kmeans import kmeans
 from .nn.losses import iic_joint, mutual_information, student_t_assignment
 from .consensus import fit_consensus
+from .self_labeling import fit_softmax, neighbor_vote
 from .nn.stacked import restart_seeds, stack_inputs
 from .perturbations import PERTURBATIONS, check_perturbation, make_perturbation
 
@@ -31,12 +32,19 @@ __all__ = ["IICClustering"]
 SMALL_IMAGE = 12
 
 #: optimizer steps per restart that ``max_epochs="auto"`` aims at, by ``selection``
-TRAINING_STEPS = {"lowest_loss": 2500, "consensus": 750, "kmeans": 750}
+TRAINING_STEPS = {"lowest_loss": 2500, "consensus": 750, "kmeans": 750, "self_labeling": 750}
 
-#: k-means restarts of ``selection="kmeans"``
+#: k-means restarts of ``selection="kmeans"`` and ``"self_labeling"``
 KMEANS_N_INIT = 10
 
-#: ``selection="kmeans"`` max-pools a conv trunk's last map to at most this many pixels a side
+#: ``selection="self_labeling"``: neighbours that vote on a sample's label (SCAN's 20), rounds of voting,
+#: the classifier's weight decay, and the most rows (a random subset) the vote and the classifier see
+SELF_LABEL_NEIGHBORS = 20
+SELF_LABEL_ROUNDS = 5
+SELF_LABEL_WEIGHT_DECAY = 1e-3
+SELF_LABEL_MAX_ROWS = 10000
+
+#: ``selection="kmeans"`` and ``"self_labeling"`` max-pool a conv trunk's last map to at most this many pixels a side
 KMEANS_MAP_SIZE = 2
 
 #: optimizer steps of the restarts' screening that ``screen_steps="auto"`` aims at
@@ -63,6 +71,20 @@ class IICClustering(
     times from scratch (the restarts train side by side as one stacked
     network). What is predicted depends on ``selection``:
 
+    * ``"self_labeling"``: k-means on the kept restarts' features as with
+      "kmeans" (below), then each sample's label is replaced by the majority
+      label of its 20 nearest neighbours in those features, five times over,
+      and a softmax classifier (multinomial logistic regression,
+      ``classifier_coef_``, ``classifier_intercept_``) learns the voted
+      labels and predicts. This is SCAN's last step (Van Gansbeke et al.
+      2020: neighbours in a learned feature space mostly share a class, and
+      a classifier trained on trusted pseudo-labels corrects the rest) with
+      the neighbours' vote in place of its confidence threshold and a linear
+      classifier on frozen features in place of fine-tuning the network.
+      The vote and the classifier see at most 10,000 rows (a random subset
+      of larger data), so their cost and memory do not grow with the data.
+      Not in the IIC paper: it corrects the samples k-means puts on the
+      wrong side of a boundary their neighbours agree on.
     * ``"kmeans"``: the better half of the restarts by their loss is kept
       (``kept_restarts_``), and the prediction is k-means (10 restarts) on
       their trunk features, each restart's scaled to unit length and the
@@ -90,7 +112,7 @@ class IICClustering(
     parameter       images                                           tabular
     ==============  ===============================================  ===============
     n_init          8                                                3
-    selection       "kmeans"                                         "lowest_loss"
+    selection       "self_labeling"                                  "lowest_loss"
     screen_steps    400                                              None
     perturbation    "elastic" up to 12 x 12 pixels, else "affine"    "tabular"
     overclustering  ``10 * n_clusters`` (at most ``n_samples``)      the same
@@ -119,12 +141,13 @@ class IICClustering(
         :mod:`skmic.nn.stacked`), one optimizer step for all, each from its
         own seed; restart ``k`` is the training a single restart with its
         seed would give. "auto": 8 for images, 3 for tabular data.
-    selection : {"auto", "kmeans", "consensus", "lowest_loss"}, default="auto"
-        What predicts: k-means on the trunk features of the better half of
-        the restarts, the consensus of their main sub-heads, or the single
-        sub-head of the lowest loss (see above). "auto": "kmeans" for
-        images (the most reliable over seeds and thread counts on the
-        digits), "lowest_loss" for tabular data.
+    selection : {"auto", "self_labeling", "kmeans", "consensus", "lowest_loss"}, default="auto"
+        What predicts: a classifier trained on the neighbour-voted k-means
+        labels of the trunk features of the better half of the restarts,
+        those k-means labels themselves, the consensus of their main
+        sub-heads, or the single sub-head of the lowest loss (see above).
+        "auto": "self_labeling" for images (the most reliable over seeds
+        and thread counts on the digits), "lowest_loss" for tabular data.
     screen_steps : int, "auto" or None, default="auto"
         Screen the restarts: all ``n_init`` restarts train for about
         ``screen_steps`` optimizer steps (whole epochs, at least one), then
@@ -168,7 +191,7 @@ class IICClustering(
         Samples per mini-batch (each with ``n_repeats`` perturbed copies).
     max_epochs : int or "auto", default="auto"
         Epochs of the kept restarts. "auto" trains for about 750 optimizer
-        steps with "kmeans" or "consensus" (``ceil(750 / steps_per_epoch)`` epochs, at
+        steps with "self_labeling", "kmeans" or "consensus" (``ceil(750 / steps_per_epoch)`` epochs, at
         least 2 and at most 200: 14 epochs on scikit-learn's digits, 3 on
         10,000 MNIST images) and about 2500 with ``"lowest_loss"`` (at least
         10 and at most 200: 45 epochs on the digits, 200 on a table of 200
@@ -208,18 +231,24 @@ class IICClustering(
     labels_ : ndarray of shape (n_samples,)
         Cluster of each training sample (eval mode).
     cluster_centers_ : ndarray of shape (n_clusters, n_kept * n_pooled) or None
-        The k-means centres (``selection="kmeans"``), in the space of the
+        The k-means centres (``selection="kmeans"`` or ``"self_labeling"``), in the space of the
         kept restarts' trunk features, each restart's scaled to unit length
         (:meth:`transform`'s features, restart by restart normalised, when
         the trunk's last map is at most 2 x 2 pixels, as on 8 x 8 images;
         a larger map is max-pooled to 2 x 2 first).
+    classifier_coef_ : ndarray of shape (n_clusters, n_kept * n_pooled) or None
+        Weights of the softmax classifier that predicts with
+        ``selection="self_labeling"``, on the same features as
+        ``cluster_centers_``; None otherwise.
+    classifier_intercept_ : ndarray of shape (n_clusters,) or None
+        Its intercepts.
     consensus_ : skmic.consensus.Consensus or None
         The fitted consensus of the kept restarts' main sub-heads
         (``selection="consensus"``).
     kept_restarts_ : ndarray of int
         The restarts kept for prediction (indices into ``restart_losses_``):
-        the ``ceil(n_init / 2)`` of lowest loss with "kmeans" and
-        "consensus", the one of lowest loss with "lowest_loss".
+        the ``ceil(n_init / 2)`` of lowest loss with "self_labeling",
+        "kmeans" and "consensus", the one of lowest loss with "lowest_loss".
     best_head_ : int or None
         Index of the main sub-head used for prediction with
         ``selection="lowest_loss"``; None otherwise.
@@ -309,7 +338,7 @@ class IICClustering(
         "overclustering": [Interval(numbers.Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "n_heads": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_init": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
-        "selection": [StrOptions({"auto", "kmeans", "consensus", "lowest_loss"})],
+        "selection": [StrOptions({"auto", "self_labeling", "kmeans", "consensus", "lowest_loss"})],
         "screen_steps": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "n_repeats": [Interval(numbers.Integral, 1, None, closed="left")],
         "lamb": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -404,7 +433,7 @@ class IICClustering(
             perturbation = "elastic" if max(shape[1:]) <= SMALL_IMAGE else "affine"
         selection = self.selection
         if selection == "auto":
-            selection = "lowest_loss" if shape is None else "kmeans"
+            selection = "lowest_loss" if shape is None else "self_labeling"
         screen_steps = None if shape is None else SCREEN_STEPS
         epochs = math.ceil(TRAINING_STEPS[selection] / self._steps_per_epoch(n))
         min_epochs = 10 if selection == "lowest_loss" else 2
@@ -466,16 +495,20 @@ class IICClustering(
     def _fit_prediction(self, X):
         """``selection_``'s prediction from the fitted network on validated ``X``, and ``labels_``.
 
-        Sets ``cluster_centers_`` ("kmeans"), ``consensus_`` ("consensus") or
+        Sets ``cluster_centers_`` ("kmeans", "self_labeling"), ``classifier_coef_`` and
+        ``classifier_intercept_`` ("self_labeling"), ``consensus_`` ("consensus") or
         ``best_head_`` ("lowest_loss", from ``head_losses_``); the others None.
         """
         self.best_head_ = self.consensus_ = self.cluster_centers_ = None
+        self.classifier_coef_ = self.classifier_intercept_ = None
         generator = torch.Generator(self.device_).manual_seed(self._prediction_seed)
-        if self.selection_ == "kmeans":
+        if self.selection_ in ("kmeans", "self_labeling"):
             # the kept trunks' unit features, float32 (on disk for a streamed X)
             features = self._store(X, _unit_features, torch.float32)
             centers, _, _, _ = kmeans(features, self.n_clusters, n_init=KMEANS_N_INIT, generator=generator)
             self.cluster_centers_ = centers.cpu().numpy()
+            if self.selection_ == "self_labeling":
+                self._fit_self_labels(features, centers, generator)
             del features
             self.labels_ = self._labels(X)  # as predict labels them (float64 features on the CPU)
         elif self.selection_ == "consensus":
@@ -487,6 +520,27 @@ class IICClustering(
         else:
             self.best_head_ = int(np.argmin(self.head_losses_[0]))
             self.labels_ = self._labels(X)
+
+    def _fit_self_labels(self, features, centers, generator):
+        """``classifier_coef_`` and ``classifier_intercept_``: the k-means labels of ``features``, refined.
+
+        On at most ``SELF_LABEL_MAX_ROWS`` rows (a random subset of a larger
+        set, so the cost and memory are bounded): their nearest-centre
+        labels, relabelled by the vote of their nearest neighbours, are
+        learned by a softmax classifier on the same features.
+        """
+        n = len(features)
+        rows = torch.arange(n, device=self.device_)
+        if n > SELF_LABEL_MAX_ROWS:
+            rows = torch.randperm(n, generator=generator, device=self.device_)[:SELF_LABEL_MAX_ROWS].sort().values
+        f = features.rows(rows)
+        labels = torch.cdist(f, centers.to(f)).argmin(1)
+        # at most a quarter of an average cluster votes, so that small data keeps its clusters
+        n_neighbors = min(SELF_LABEL_NEIGHBORS, len(f) // (4 * self.n_clusters))
+        if n_neighbors >= 1:
+            labels = neighbor_vote(f, labels, self.n_clusters, n_neighbors, SELF_LABEL_ROUNDS)
+        coef, intercept = fit_softmax(f, labels, self.n_clusters, SELF_LABEL_WEIGHT_DECAY)
+        self.classifier_coef_, self.classifier_intercept_ = coef.cpu().numpy(), intercept.cpu().numpy()
 
     def _train_restarts(self, Xt, g, seeds, n_epochs):
         """Train one restart per seed for ``n_epochs``, all at once; return the :class:`_Restarts`.
@@ -524,7 +578,8 @@ class IICClustering(
     def predict_proba(self, X):
         """Soft assignment of each sample to the clusters.
 
-        By ``selection_``: with "kmeans", Student's t kernel (one degree of
+        By ``selection_``: with "self_labeling", the classifier's softmax
+        output for the sample's unit features; with "kmeans", Student's t kernel (one degree of
         freedom, DEC's soft assignment) of the distances of the sample's unit
         features to ``cluster_centers_``; with "consensus", the consensus's
         posterior; with "lowest_loss", the best main sub-head's output. The
@@ -549,6 +604,10 @@ class IICClustering(
 
         The fitted k-means centres go to the device once, not once a batch.
         """
+        if self.selection_ == "self_labeling":
+            coef, intercept = (torch.as_tensor(a, device=self.device_, dtype=torch.float64)
+                               for a in (self.classifier_coef_, self.classifier_intercept_))
+            return lambda net, x: torch.softmax(_unit_features(net, x).double() @ coef.T + intercept, 1)
         if self.selection_ == "kmeans":
             centers = torch.as_tensor(self.cluster_centers_, device=self.device_, dtype=torch.float64)
             return lambda net, x: student_t_assignment(_unit_features(net, x).double(), centers)
@@ -588,7 +647,7 @@ class IICClustering(
     def transform(self, X):
         """The learned representation (trunk output, before the heads).
 
-        With several kept restarts (``selection="kmeans"`` or ``"consensus"``) their trunks'
+        With several kept restarts (every ``selection`` but "lowest_loss") their trunks'
         outputs are concatenated.
 
         Parameters
@@ -641,7 +700,7 @@ def _features(net, x):
 
 
 def _unit_features(net, x):
-    """What ``selection="kmeans"`` clusters: every restart's trunk features, scaled to unit length.
+    """What ``selection="kmeans"`` and ``"self_labeling"`` cluster: every restart's trunk features, scaled to unit length.
 
     A conv trunk's last map is max-pooled to at most ``KMEANS_MAP_SIZE``
     pixels a side first (the digits' 2 x 2 maps are kept whole; MNIST's

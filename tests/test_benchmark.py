@@ -99,12 +99,12 @@ def test_iic_selection_probe_reads_one_fitted_network_by_both_rules():
 
     X, y = make_blobs(120, centers=3, random_state=0)
     tiny = dict(n_clusters=3, n_init=3, max_epochs=10, n_heads=2, hidden_layer_sizes=(16,), device="cpu", random_state=0)
-    for rule in ("kmeans", "consensus"):
+    for rule in ("self_labeling", "kmeans", "consensus"):
         est = IICClustering(selection=rule, **tiny).fit(X)
         labels, centers = est.labels_.copy(), est.cluster_centers_
         torch.manual_seed(12345)  # the global seed at probe time does not matter
         got = PROBES["iic-selection"].metrics(est, X, y, 0)
-        assert set(got) == {"acc_kmeans", "acc_consensus"} and all(0 < v <= 1 for v in got.values())
+        assert set(got) == {"acc_self_labeling", "acc_kmeans", "acc_consensus"} and all(0 < v <= 1 for v in got.values())
         assert got[f"acc_{rule}"] == cluster_accuracy(y, labels)  # the fit's own rule, recomputed
         np.testing.assert_array_equal(est.labels_, labels)  # the fitted estimator is left as it was
         assert est.selection_ == rule and est.cluster_centers_ is centers

@@ -127,6 +127,39 @@ def test_kmeans_on_the_kept_restarts_features(blobs):
     assert iic.n_iter_ == 17 and iic.cluster_centers_.shape == (3, 64)
 
 
+def test_self_labeling_learns_the_voted_kmeans_labels(blobs, monkeypatch):
+    import torch
+
+    from skmic import iic as iic_module
+    from skmic.self_labeling import fit_softmax, neighbor_vote
+
+    X, y = blobs
+    iic = tiny(n_clusters=3, n_init=3, selection="self_labeling", max_epochs=15).fit(X)
+    assert iic.selection_ == "self_labeling" and iic.best_head_ is None and iic.consensus_ is None
+    assert cluster_accuracy(y, iic.labels_) > 0.95
+    # what the classifier learned: the k-means labels of the unit features, after the neighbours' vote
+    features = iic.transform(X).reshape(len(X), 2, 32)
+    unit = torch.tensor((features / np.linalg.norm(features, axis=2, keepdims=True)).reshape(len(X), -1))
+    start = torch.cdist(unit, torch.tensor(iic.cluster_centers_, dtype=unit.dtype)).argmin(1)
+    n_neighbors = len(X) // 12  # a quarter of an average cluster (fewer than SCAN's 20 here)
+    voted = neighbor_vote(unit.float(), start, 3, n_neighbors, iic_module.SELF_LABEL_ROUNDS)
+    coef, intercept = fit_softmax(unit.float(), voted, 3, iic_module.SELF_LABEL_WEIGHT_DECAY)
+    np.testing.assert_allclose(iic.classifier_coef_, coef.numpy(), atol=1e-4)
+    logits = unit.numpy() @ iic.classifier_coef_.T + iic.classifier_intercept_
+    np.testing.assert_array_equal(logits.argmax(1), iic.labels_)
+    proba = iic.predict_proba(X)
+    np.testing.assert_allclose(proba, np.exp(logits) / np.exp(logits).sum(1, keepdims=True), rtol=1e-6)
+    np.testing.assert_array_equal(iic.predict(X), iic.labels_)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(iic)).predict(X), iic.labels_)
+    # more rows than the cap: a random subset (the fit's seed) votes and trains, every row is labelled
+    monkeypatch.setattr(iic_module, "SELF_LABEL_MAX_ROWS", 60)
+    capped = tiny(n_clusters=3, n_init=3, selection="self_labeling", max_epochs=15).fit(X)
+    assert len(capped.labels_) == len(X) and cluster_accuracy(y, capped.labels_) > 0.95
+    assert not np.allclose(capped.classifier_coef_, iic.classifier_coef_)
+    again = tiny(n_clusters=3, n_init=3, selection="self_labeling", max_epochs=15).fit(X)
+    np.testing.assert_array_equal(again.classifier_coef_, capped.classifier_coef_)
+
+
 def test_the_prediction_refits_from_the_fits_own_seed():
     import torch
 
@@ -231,7 +264,7 @@ def test_auto_defaults_follow_the_data(shape, perturbation):
     est._resolve_defaults(np.zeros((1797, 64)))
     # 56 steps an epoch: 2500 steps for one restart kept by its loss, 750 for a consensus
     assert (est.perturbation_, est.overclustering_) == (perturbation, 100)
-    expected = (3, "lowest_loss", None, 45) if shape is None else (8, "kmeans", 400, 14)
+    expected = (3, "lowest_loss", None, 45) if shape is None else (8, "self_labeling", 400, 14)
     assert (est.n_init_, est.selection_, est.screen_steps_, est.max_epochs_) == expected
     est._resolve_defaults(np.zeros((50, 64)))
     assert (est.overclustering_, est.max_epochs_) == (50, 200)
