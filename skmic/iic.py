@@ -458,8 +458,8 @@ class IICClustering(
         return init_weights(net).to(self.device_)
 
     def _fit(self, X):
-        g = make_perturbation(self.perturbation_, self.image_shape_)
         Xt = self._rows(X)
+        g = make_perturbation(self.perturbation_, self.image_shape_, data=Xt)
         check_perturbation(g, Xt.slice(0, 8), torch.Generator(self.device_).manual_seed(0))
         n_epochs = self.max_epochs_
         first = n_epochs
@@ -554,11 +554,12 @@ class IICClustering(
 
     def _fit_warm(self, X):
         """The fitted restarts, trained on for ``max_epochs_`` more epochs (``warm_start``)."""
-        g = make_perturbation(self.perturbation_, self.image_shape_)
+        Xt = self._rows(X)
+        g = make_perturbation(self.perturbation_, self.image_shape_, data=Xt)
         net = copy.deepcopy(self.network_)
         seed = int(torch.randint(2**31 - 1, (1,), generator=self._make_generator()))
         generators = [torch.Generator(self.device_).manual_seed(s) for s in restart_seeds(seed, net.restarts)]
-        run = _Restarts(self, net, adam(net.parameters(), self.learning_rate), self._rows(X), g,
+        run = _Restarts(self, net, adam(net.parameters(), self.learning_rate), Xt, g,
                         generators, self.kept_restarts_, len(self.restart_losses_))
         run.history = list(self.history_)
         run.train(self.max_epochs_)
@@ -680,8 +681,8 @@ class IICClustering(
         score : float
         """
         X = self._check_fitted_input(X)
-        g = make_perturbation(self.perturbation_, self.image_shape_)
         Xt = self._rows(X)
+        g = make_perturbation(self.perturbation_, self.image_shape_, data=Xt)
         generator = torch.Generator(Xt.device).manual_seed(0)
         net, dtype = self._for_inference(self.network_)
         assign = self._assigner()

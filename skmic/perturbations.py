@@ -41,6 +41,7 @@ __all__ = [
     "ElasticPerturbation",
     "ImagePerturbation",
     "InvertiblePerturbation",
+    "NeighborPerturbation",
     "PointSetPerturbation",
     "TabularPerturbation",
     "WassersteinPerturbation",
@@ -367,6 +368,82 @@ class TabularPerturbation:
 
     def __repr__(self):
         return f"TabularPerturbation(noise={self.noise}, corruption={self.corruption})"
+
+
+class NeighborPerturbation:
+    """Replace every row by one of its nearest rows of the data.
+
+    A view for tabular data in the spirit of SCAN (Van Gansbeke et al.,
+    2020): a row's nearest neighbours in the data mostly share its class,
+    so a network whose output is the same for a row and its neighbours
+    groups what the data's geometry groups, where noise on one row says
+    nothing about the others. The distances are Euclidean on the
+    reference rows' standardised features (each feature divided by its
+    standard deviation, so that no feature dominates by its unit). For each
+    row the ``n_neighbors + 1`` nearest reference rows are found, the
+    nearest dropped (the row itself, for a row of the data), and one of the
+    others is drawn at random.
+
+    Parameters
+    ----------
+    reference : Tensor of shape (n_reference, n_features)
+        The rows the neighbours are drawn from (see :meth:`from_rows`).
+    n_neighbors : int, default=10
+        How many nearest rows a row's view is drawn from (fewer when the
+        reference has fewer rows).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmic.perturbations import NeighborPerturbation
+    >>> data = torch.rand(50, 3)
+    >>> g = NeighborPerturbation(data)
+    >>> view = g(data[:5], torch.Generator().manual_seed(0))
+    >>> bool((view[:, None] == data[None]).all(2).any(1).all())  # every view is a row of the data
+    True
+    """
+
+    #: the most rows :meth:`from_rows` takes as the reference (a random subset of larger data)
+    MAX_REFERENCE_ROWS = 10000
+
+    def __init__(self, reference, n_neighbors=10):
+        if n_neighbors < 1:
+            raise ValueError(f"n_neighbors must be >= 1, got {n_neighbors}.")
+        if len(reference) < 2:
+            raise ValueError("the neighbour perturbation needs at least 2 reference rows.")
+        self.reference = reference
+        self.n_neighbors = n_neighbors
+        self._mean = reference.mean(0)
+        std = reference.std(0)
+        self._std = torch.where(std > 0, std, torch.ones_like(std))
+        self._z = (reference - self._mean) / self._std
+        self._sq = self._z.pow(2).sum(1)
+
+    @classmethod
+    def from_rows(cls, rows, n_neighbors=10):
+        """The perturbation with the rows of ``rows`` (a :class:`~skmic._data.Rows`) as reference.
+
+        At most :attr:`MAX_REFERENCE_ROWS` of them, a random subset drawn
+        from a fixed seed (the same for the same data), so that the cost of
+        a view is bounded.
+        """
+        n = len(rows)
+        index = torch.arange(n)
+        if n > cls.MAX_REFERENCE_ROWS:
+            index = torch.randperm(n, generator=torch.Generator().manual_seed(0))[: cls.MAX_REFERENCE_ROWS].sort().values
+        return cls(rows.rows(index.to(rows.device)), n_neighbors)
+
+    def __call__(self, x, generator=None):
+        z = (x - self._mean.to(x.dtype)) / self._std.to(x.dtype)
+        ref = self._z.to(x.dtype)
+        distances = z.pow(2).sum(1, keepdim=True) - 2 * z @ ref.T + self._sq.to(x.dtype)
+        k = min(self.n_neighbors, len(ref) - 1)
+        nearest = distances.topk(k + 1, dim=1, largest=False).indices[:, 1:]  # the nearest is the row itself
+        pick = torch.randint(k, (len(x),), generator=generator, device=x.device)
+        return self.reference[nearest[torch.arange(len(x), device=x.device), pick]].to(x.dtype)
+
+    def __repr__(self):
+        return f"NeighborPerturbation(n_reference={len(self.reference)}, n_neighbors={self.n_neighbors})"
 
 
 class PointSetPerturbation:
@@ -788,11 +865,18 @@ class Compose:
         return f"Compose({self.perturbations!r})"
 
 
-def _named(name, image_shape):
+def _named(name, image_shape, data):
     if name not in PERTURBATIONS:
         raise ValueError(f"unknown perturbation {name!r}; choose from {sorted(PERTURBATIONS)}.")
     if name == "auto":
         name = "affine" if image_shape is not None else "tabular"
+    if name == "neighbors":
+        if data is None:
+            raise ValueError(
+                "perturbation='neighbors' draws a row's view from the other rows of the data: "
+                "only IICClustering supports it."
+            )
+        return NeighborPerturbation.from_rows(data)
     if name == "tabular":
         return TabularPerturbation()
     if name == "points":
@@ -816,10 +900,10 @@ def _named(name, image_shape):
 
 #: The perturbation names that :func:`make_perturbation` (and so
 #: ``IICClustering(perturbation=...)``) accepts.
-PERTURBATIONS = ("auto", "affine", "shift-rotate", "elastic", "wasserstein", "tabular", "points")
+PERTURBATIONS = ("auto", "affine", "shift-rotate", "elastic", "wasserstein", "tabular", "neighbors", "points")
 
 
-def make_perturbation(spec, image_shape=None):
+def make_perturbation(spec, image_shape=None, data=None):
     """Resolve IIC's ``perturbation`` parameter into a callable.
 
     Parameters
@@ -827,12 +911,16 @@ def make_perturbation(spec, image_shape=None):
     spec : str, callable or sequence of them
         A name from :data:`PERTURBATIONS` (``"auto"``: ``"affine"`` for
         images, ``"tabular"`` otherwise; ``"elastic"``, ``"wasserstein"`` and ``"points"``
-        with their default parameters; ``"shift-rotate"``: rotations of up
+        with their default parameters; ``"neighbors"``: a
+        :class:`NeighborPerturbation` with ``data`` as reference (IIC's
+        training data, or the data it scores); ``"shift-rotate"``: rotations of up
         to 10 degrees and shifts of up to 10% of the side, nothing else, the
         augmentation of the DEC-DA paper), a callable ``g(x, generator)``, or
         a non-empty list/tuple of these, composed in order (e.g.
         ``["affine", "elastic"]``).
     image_shape : tuple of int or None
+    data : skmic._data.Rows, optional
+        The rows ``"neighbors"`` draws its views from.
 
     Returns
     -------
@@ -848,7 +936,7 @@ def make_perturbation(spec, image_shape=None):
     --------
     >>> from skmic.perturbations import PERTURBATIONS, make_perturbation
     >>> PERTURBATIONS
-    ('auto', 'affine', 'shift-rotate', 'elastic', 'wasserstein', 'tabular', 'points')
+    ('auto', 'affine', 'shift-rotate', 'elastic', 'wasserstein', 'tabular', 'neighbors', 'points')
     >>> make_perturbation("auto", (1, 8, 8))
     ImagePerturbation(image_shape=(1, 8, 8))
     >>> make_perturbation("auto")
@@ -858,14 +946,14 @@ def make_perturbation(spec, image_shape=None):
              ElasticPerturbation(image_shape=(1, 8, 8), alpha=8.0, sigma=3.0)])
     """
     if isinstance(spec, str):
-        return _named(spec, image_shape)
+        return _named(spec, image_shape, data)
     if isinstance(spec, (list, tuple)):
         if not spec:
             raise ValueError(
                 f"perturbation={spec!r} is empty; name at least one perturbation "
                 f"(choose from {sorted(PERTURBATIONS)}) or pass a callable."
             )
-        return Compose([make_perturbation(s, image_shape) for s in spec])
+        return Compose([make_perturbation(s, image_shape, data) for s in spec])
     if callable(spec):
         return spec
     raise TypeError(

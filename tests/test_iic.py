@@ -286,3 +286,11 @@ def test_fitted_defaults_are_shown(digits):
         __import__("warnings").simplefilter("ignore")
         est.fit(digits[0][:60].reshape(-1, 8, 8))
     assert est.perturbation_ == "elastic" and est.max_epochs_ == 1 and est.perturbation == "auto"
+
+
+def test_neighbor_views_on_tables(blobs):
+    X, y = blobs
+    iic = tiny(n_clusters=3, n_init=2, max_epochs=20, perturbation=["neighbors", "tabular"]).fit(X)
+    assert cluster_accuracy(y, iic.labels_) > 0.95
+    assert 0 < iic.score(X) <= np.log(3) + 1e-9  # the views of the scored rows are drawn among them
+    assert iic.score(X[:40]) == iic.score(X[:40])

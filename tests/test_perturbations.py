@@ -234,3 +234,32 @@ def test_estimators_reject_an_empty_perturbation_list(name, blobs):
     X, _ = blobs
     with pytest.raises(ValueError, match="is empty"):
         getattr(skmic, name)(perturbation=[], max_epochs=1, device="cpu").fit(X)
+
+
+def test_neighbor_perturbation_draws_a_near_other_row():
+    import torch
+    from sklearn.neighbors import NearestNeighbors
+
+    from skmic._data import Rows
+    from skmic.perturbations import NeighborPerturbation, make_perturbation
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4)) * np.array([1.0, 10.0, 100.0, 0.1])  # units that standardising evens out
+    g = make_perturbation(["neighbors"], data=Rows(X, "cpu", dtype=torch.float64))
+    x = torch.tensor(X)
+    view = g(x, torch.Generator().manual_seed(0))
+    assert view.shape == x.shape and view.dtype == x.dtype
+    Z = (X - X.mean(0)) / X.std(0, ddof=1)
+    near = NearestNeighbors(n_neighbors=11).fit(Z).kneighbors(Z, return_distance=False)[:, 1:]  # without itself
+    drawn = np.array([np.flatnonzero((X == v).all(1))[0] for v in view.numpy()])  # each view is a row of X
+    assert all(drawn[i] in near[i] for i in range(len(X)))
+    assert len(np.unique(drawn)) > 100  # a random neighbour, not always the nearest
+    again = g(x, torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(again.numpy(), view.numpy())
+    # larger data: a fixed random subset of MAX_REFERENCE_ROWS is the reference
+    big = Rows(rng.normal(size=(NeighborPerturbation.MAX_REFERENCE_ROWS + 50, 2)), "cpu")
+    reference = NeighborPerturbation.from_rows(big).reference
+    assert len(reference) == NeighborPerturbation.MAX_REFERENCE_ROWS
+    np.testing.assert_array_equal(reference.numpy(), NeighborPerturbation.from_rows(big).reference.numpy())
+    with pytest.raises(ValueError, match="only IICClustering"):
+        make_perturbation("neighbors")
