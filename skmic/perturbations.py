@@ -427,11 +427,13 @@ class NeighborPerturbation:
         from a fixed seed (the same for the same data), so that the cost of
         a view is bounded.
         """
-        n = len(rows)
-        index = torch.arange(n)
-        if n > cls.MAX_REFERENCE_ROWS:
-            index = torch.randperm(n, generator=torch.Generator().manual_seed(0))[: cls.MAX_REFERENCE_ROWS].sort().values
-        return cls(rows.rows(index.to(rows.device)), n_neighbors)
+        index = torch.arange(len(rows))
+        if len(rows) > cls.MAX_REFERENCE_ROWS:
+            draw = torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))
+            index = draw[: cls.MAX_REFERENCE_ROWS].sort().values
+        index = index.to(rows.device)
+        # a streamed source is read a batch of rows at a time
+        return cls(torch.cat([rows.rows(index[s : s + 1024]) for s in range(0, len(index), 1024)]), n_neighbors)
 
     def __call__(self, x, generator=None):
         z = (x - self._mean.to(x.dtype)) / self._std.to(x.dtype)
