@@ -29,7 +29,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._data import Rows, StreamedArray, is_streamed, read_rows, take_rows
 from . import _distributed as distributed
-from ._training import TrainingControl
+from ._training import TrainingControl, progress_bar
 from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
 
 __all__ = [
@@ -788,8 +788,10 @@ class BaseTorchEstimator(BaseEstimator):
         """
         outputs, single = None, False
         n = X.shape[0]
+        # a pass inside fit (the training data's labels, features or assignments) has its progress bar
+        verbose = self.verbose if hasattr(self, "_training_control") else 0
         with torch.no_grad():
-            for start in range(0, n, batch_size):
+            for start in progress_bar(range(0, n, batch_size), verbose, "inference", type(self).__name__):
                 part = read_rows(X, start, start + batch_size)
                 batch = torch.tensor(part, dtype=dtype, device=self.device_)
                 result = fn(batch)
@@ -907,6 +909,7 @@ class BaseDeepEstimator(BaseTorchEstimator):
             batch_size=self.batch_size,
             device=self.device_,
             verbose=self.verbose,
-            desc=type(self).__name__,
+            desc="training",
+            owner=type(self).__name__,
             control=getattr(self, "_training_control", None),
         )

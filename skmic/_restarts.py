@@ -129,12 +129,15 @@ class Restarts:
         run.history = list(est.history_)
         return run
 
-    def train(self, n_epochs):
-        """Train every restart for ``n_epochs`` more epochs.
+    def train(self, n_epochs, stage="training"):
+        """Train every restart for ``n_epochs`` more epochs, as the stage ``stage``.
 
-        With ``verbose >= 1`` and several restarts in the fit, a line first
-        says which train (numbered from 1), e.g. ``restarts 1-8 of 8 train
-        together for 5 epochs`` or ``restart 3 of 8 trains on for 2 epochs``.
+        ``stage`` names the phase ("screening": every restart trains before
+        the best are kept; "training") for the callbacks and the progress
+        bar. With ``verbose >= 1`` and several restarts in the fit, a line
+        first says which train (numbered from 1), e.g. ``restarts 1-8 of 8
+        train together for 5 epochs`` or ``restart 3 of 8 trains on for 2
+        epochs``.
         """
         if self.n_total > 1:
             verb = ("trains" if len(self.indices) == 1 else "train") + (" on" if self.history else "")
@@ -143,7 +146,8 @@ class Restarts:
             announce(self.est.verbose, self.est, f"{restart_numbers(self.indices, self.n_total)} {verb} for {epochs}")
         result = train(
             self.step, n_samples=self.Xt.shape[0], optimizer=self.optimizer, max_epochs=n_epochs,
-            generator=self.generators, modules=[self.net], phases=self.phases(), **self.est._train_options(),
+            generator=self.generators, modules=[self.net], phases=self.phases(),
+            **dict(self.est._train_options(), desc=stage),
         )
         records = result.history if self.n_restarts > 1 else [restart_record(r, [0]) for r in result.history]
         self.history = continue_history(self.history, records)
@@ -211,7 +215,7 @@ def fit_restarts(run_class, est, Xt, g, seeds, n_epochs, screen_epochs=None):
     """
     first = n_epochs if screen_epochs is None else min(n_epochs, screen_epochs)
     run = run_class.start(est, Xt, g, seeds)
-    run.train(first)
+    run.train(first, stage="screening" if first < n_epochs else "training")
     losses = run.head_losses().cpu().numpy()
     restart_losses = losses.min(1)
     best = int(np.argmin(restart_losses))

@@ -24,7 +24,7 @@ from .exceptions import TrainingDivergedError
 
 __all__ = [
     "Checkpoint", "TrainingControl", "TrainingResult", "adam", "announce", "announce_run", "batches", "continue_history",
-    "train",
+    "phase_label", "progress_bar", "train",
 ]
 
 
@@ -345,6 +345,25 @@ def _progress_interval(stream):
     return 30.0
 
 
+def phase_label(desc, owner=None):
+    """``"<owner>: <desc>"``, or ``desc`` alone: how progress bars and lines name a phase of a fit."""
+    return desc if owner is None else f"{owner}: {desc}"
+
+
+def progress_bar(iterable, verbose, desc, owner=None, **kwargs):
+    """A tqdm progress bar on standard error labelled ``"<owner>: <desc>"``, shown with ``verbose >= 1``.
+
+    Shown on the main process only (rank 0 of a distributed fit), refreshed
+    at :func:`_progress_interval`'s pace, and removed when closed. The bar
+    of every phase of a fit (a training stage, k-means, a pass over the
+    data) comes from here.
+    """
+    return tqdm(
+        iterable, desc=phase_label(desc, owner), disable=verbose < 1 or not distributed.is_main(),
+        file=sys.stderr, leave=False, mininterval=_progress_interval(sys.stderr), **kwargs,
+    )
+
+
 def _as_record(loss):
     """A float for a scalar loss, a list of floats for per-restart losses."""
     return loss.item() if loss.dim() == 0 else loss.tolist()
@@ -367,6 +386,7 @@ def train(
     n_iter_no_change=None,
     verbose=0,
     desc="training",
+    owner=None,
     control=None,
 ):
     """Run mini-batch training.
@@ -409,7 +429,11 @@ def train(
         only when standard error is not a terminal, so that logs stay
         small); 2: also one line per epoch.
     desc : str
-        Label of the progress bar, and the ``stage`` the callbacks see.
+        The stage's name: the ``stage`` the callbacks see, and the progress
+        bar's label.
+    owner : str, optional
+        The estimator's class name: the progress bar reads ``"<owner>:
+        <desc>"``.
     control : TrainingControl, optional
         The fit's callbacks, interruption and checkpoint. With one, a
         KeyboardInterrupt stops training and returns what was trained (the
@@ -449,9 +473,8 @@ def train(
     distributed.split_streams(generators)
     for module in modules:
         module.train()
-    progress = tqdm(
-        range(result.n_epochs, max_epochs), desc=desc, disable=verbose < 1 or not main, file=sys.stderr, leave=False,
-        mininterval=_progress_interval(sys.stderr), initial=result.n_epochs, total=max_epochs,
+    progress = progress_bar(
+        range(result.n_epochs, max_epochs), verbose, desc, owner, initial=result.n_epochs, total=max_epochs,
     )
     try:
         for epoch in progress:
@@ -504,7 +527,7 @@ def train(
             progress.set_postfix(loss=f"{float(mean.sum()):.4f}", refresh=False)  # at tqdm's own pace
             if verbose >= 2 and main:
                 tqdm.write(
-                    f"[{desc}] epoch {epoch + 1}/{max_epochs} loss "
+                    f"{progress.desc}: epoch {epoch + 1}/{max_epochs} loss "
                     + " ".join(f"{v:.5f}" for v in mean.reshape(-1).tolist()),
                     file=sys.stderr,
                 )

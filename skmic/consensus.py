@@ -85,7 +85,8 @@ class Consensus:
                                 _CHUNK_ROWS)
 
 
-def fit_consensus(proba, n_clusters, *, n_init=10, generator=None, smoothing=1.0, n_clusterings=None):
+def fit_consensus(proba, n_clusters, *, n_init=10, generator=None, smoothing=1.0, n_clusterings=None, verbose=0,
+                  owner=None):
     """Fit the consensus of ``J`` soft clusterings of the same ``n`` samples.
 
     Parameters
@@ -104,6 +105,11 @@ def fit_consensus(proba, n_clusters, *, n_init=10, generator=None, smoothing=1.0
         Pseudo-count added to every ``(k, j, c)`` cell before normalising.
     n_clusterings : int, optional
         ``J``, when ``proba`` is given as Rows.
+    verbose : int, default=0
+        With 1 or more, the k-means' progress bar, labelled "consensus
+        k-means" (:func:`skmic.kmeans.kmeans`).
+    owner : str, optional
+        The estimator's class name, which starts the bar's label.
 
     Returns
     -------
@@ -127,7 +133,8 @@ def fit_consensus(proba, n_clusters, *, n_init=10, generator=None, smoothing=1.0
     else:
         n, j, c = proba.shape
         rows = Rows(proba.reshape(n, j * c).double(), proba.device, dtype=torch.float64)
-    _, members, _, _ = kmeans(rows, n_clusters, n_init=n_init, generator=generator)
+    _, members, _, _ = kmeans(rows, n_clusters, n_init=n_init, generator=generator, verbose=verbose,
+                              desc="consensus k-means", owner=owner)
     counts = torch.zeros(n_clusters * j * c, dtype=torch.long, device=rows.device)
     for start, chunk in rows.chunks(_CHUNK_ROWS):
         hard = chunk.view(len(chunk), j, c).argmax(2)  # (m, J)

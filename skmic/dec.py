@@ -258,8 +258,9 @@ class DECClustering(
         Seed of the weights, perturbations, shuffling and k-means; the same
         seed gives the same labels on the CPU.
     verbose : int, default=0
-        0: silent; 1: a progress bar per stage (pretraining layers,
-        clustering); 2: one line per epoch as well.
+        0: silent; 1: a progress bar per phase (pretraining stages, k-means,
+        clustering), each run of ``n_init`` numbered; 2: one line per epoch
+        as well.
     warm_start : bool, default=False
         When True and the estimator is fitted, ``fit`` continues the
         clustering phase on ``X`` from the fitted encoder and centroids, for
@@ -271,7 +272,7 @@ class DECClustering(
         go on counting.
     callbacks : list of callable, default=None
         Called after every epoch of every stage with its record (plus
-        ``stage``: "pretrain layer 1", ..., "DEC clustering"); one that
+        ``stage``: "pretrain layer 1", ..., "clustering"); one that
         returns True stops training, and ``fit`` finishes from the model
         trained so far (centroids by k-means if pretraining was stopped).
         A :class:`~skmic.Checkpoint` among them saves the training state to
@@ -542,7 +543,8 @@ class DECClustering(
                     "or rescale X (e.g. with StandardScaler, or rescale_input=True)."
                 )
             centers, _, _, _ = kmeans(
-                z, self.n_clusters, n_init=self.kmeans_n_init, generator=generator, verbose=self.verbose
+                z, self.n_clusters, n_init=self.kmeans_n_init, generator=generator, verbose=self.verbose,
+                owner=type(self).__name__,
             )
             runs.append(self._cluster(encoder, centers, Xt, augment, generator, []))
             runs[-1]["pretrain_history"] = pretrain_history
@@ -715,7 +717,7 @@ class DECClustering(
             modules=[encoder],
             before_step=before_step,
             on_epoch_end=on_epoch_end,
-            **dict(self._train_options(), desc="DEC clustering"),
+            **dict(self._train_options(), desc="clustering"),
         )
         encoder.eval()
         z = self._embed(encoder, Xt)

@@ -121,7 +121,8 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         Seed of initialisation, perturbations, negatives and shuffling; the
         same seed gives the same codes on the CPU.
     verbose : int, default=0
-        0: silent; 1: a progress bar; 2: one line per epoch as well.
+        0: silent; 1: a progress bar over the epochs ("training"); 2: one
+        line per epoch as well.
     warm_start : bool, default=False
         When True and the estimator is fitted, ``fit`` trains the fitted
         network (encoder, critics and discriminator) for ``max_epochs``

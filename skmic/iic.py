@@ -204,9 +204,11 @@ class IICClustering(
         Seed of network initialisation, perturbations and shuffling; the
         same seed gives the same labels on the CPU.
     verbose : int, default=0
-        0: silent; 1: a progress bar per phase, after a line saying which
-        restarts train in it (numbered from 1: ``restarts 1-8 of 8 train
-        together``, then ``kept restarts 2, 5, 6, 7 of 8`` and, with
+        0: silent; 1: a progress bar per phase ("screening", "training",
+        "k-means" or "consensus k-means", "inference" passes over ``X``),
+        after a line saying which restarts train in it (numbered from 1:
+        ``restarts 1-8 of 8 train together``, then ``kept restarts 2, 5,
+        6, 7 of 8`` and, with
         screening, ``restarts 2, 5, 6, 7 of 8 train on``; ``kept_restarts_``
         holds their indices from 0); 2: one line per epoch as well.
     warm_start : bool, default=False
@@ -466,7 +468,8 @@ class IICClustering(
         if self.screen_steps_ is not None and self.n_init_ > 1:
             first = min(n_epochs, math.ceil(self.screen_steps_ / self._steps_per_epoch(X.shape[0])))
         # every restart at once, as one stacked network (skmic.nn.stacked)
-        run = self._train_restarts(Xt, g, restart_seeds(torch.initial_seed(), self.n_init_), first)
+        run = self._train_restarts(Xt, g, restart_seeds(torch.initial_seed(), self.n_init_), first,
+                                   stage="screening" if first < n_epochs else "training")
         losses = run.head_losses().cpu().numpy()
         self.restart_losses_ = losses.min(1)
         ranked = np.argsort(self.restart_losses_, kind="stable")
@@ -505,7 +508,8 @@ class IICClustering(
         if self.selection_ in ("kmeans", "self_labeling"):
             # the kept trunks' unit features, float32 (on disk for a streamed X)
             features = self._store(X, _unit_features, torch.float32)
-            centers, _, _, _ = kmeans(features, self.n_clusters, n_init=KMEANS_N_INIT, generator=generator)
+            centers, _, _, _ = kmeans(features, self.n_clusters, n_init=KMEANS_N_INIT, generator=generator,
+                                      verbose=self.verbose, owner=type(self).__name__)
             self.cluster_centers_ = centers.cpu().numpy()
             if self.selection_ == "self_labeling":
                 self._fit_self_labels(features, centers, generator)
@@ -514,7 +518,8 @@ class IICClustering(
         elif self.selection_ == "consensus":
             heads = self._store(X, _head_rows, torch.float64)
             self.consensus_ = fit_consensus(heads, self.n_clusters, generator=generator,
-                                            n_clusterings=heads.shape[1] // self.n_clusters)
+                                            n_clusterings=heads.shape[1] // self.n_clusters,
+                                            verbose=self.verbose, owner=type(self).__name__)
             # the training rows' labels from the same sub-head assignments (no second pass over X)
             self.labels_ = self.consensus_.predict(heads).cpu().numpy()
         else:
@@ -542,14 +547,14 @@ class IICClustering(
         coef, intercept = fit_softmax(f, labels, self.n_clusters, SELF_LABEL_WEIGHT_DECAY)
         self.classifier_coef_, self.classifier_intercept_ = coef.cpu().numpy(), intercept.cpu().numpy()
 
-    def _train_restarts(self, Xt, g, seeds, n_epochs):
-        """Train one restart per seed for ``n_epochs``, all at once; return the :class:`_Restarts`.
+    def _train_restarts(self, Xt, g, seeds, n_epochs, stage="training"):
+        """Train one restart per seed for ``n_epochs``, all at once (the stage ``stage``); return the :class:`_Restarts`.
 
         Restart ``k`` is initialised, shuffled and perturbed from ``seeds[k]``
         alone, exactly as a lone training with that seed would be.
         """
         run = _Restarts.start(self, Xt, g, seeds)
-        run.train(n_epochs)
+        run.train(n_epochs, stage)
         return run
 
     def _fit_warm(self, X):

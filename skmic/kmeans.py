@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _distributed as distributed
 from ._base import CONTROL_CONSTRAINTS, BaseTorchEstimator, Interval, StrOptions
 from ._data import Rows, chunk_starts
-from ._training import Checkpoint
+from ._training import Checkpoint, phase_label, progress_bar
 
 __all__ = ["KMeansBaseline", "KMeansResult", "kmeans"]
 
@@ -262,7 +263,7 @@ class KMeansResult:
 
 def kmeans(
     X, n_clusters, *, n_init=10, max_iter=300, tol=1e-4, init="k-means++", generator=None, verbose=0,
-    control=None, desc="k-means",
+    control=None, desc="k-means", owner=None,
 ):
     """k-means on a tensor, on the tensor's device, with ``n_init`` restarts.
 
@@ -289,9 +290,9 @@ def kmeans(
     generator : torch.Generator, optional
         On ``X.device``.
     verbose : int, default=0
-        0: silent; 1: one line per restart on standard error (its inertia
-        and iterations, and which is kept); 2: also one line per Lloyd
-        iteration.
+        0: silent; 1: a progress bar over the Lloyd iterations and one line
+        per restart on standard error (its inertia and iterations, and which
+        is kept); 2: also one line per Lloyd iteration.
     control : skmic._training.TrainingControl, optional
         A fit's callbacks and interruption. After every Lloyd iteration its
         callbacks get the record ``epoch``, ``loss`` (the lowest inertia
@@ -302,7 +303,10 @@ def kmeans(
         centres reached so far, with a final assignment pass. Without a
         control a KeyboardInterrupt propagates.
     desc : str, default="k-means"
-        The ``stage`` the callbacks see.
+        The ``stage`` the callbacks see, and the progress bar's label.
+    owner : str, optional
+        The estimator's class name, which starts the progress bar and the
+        lines (``"<owner>: <desc>"``).
 
     Returns
     -------
@@ -359,7 +363,7 @@ def kmeans(
     inertias = []  # (active restarts, their inertia) of every iteration
     try:
         _lloyd(rows, mean, centers, tol * variance.mean().to(dtype), max_iter, n_iter, prev_labels, inertias,
-               verbose=verbose, control=control, desc=desc)
+               verbose=verbose, control=control, desc=desc, owner=owner)
         interrupted = False
     except KeyboardInterrupt:
         if control is None or int(n_iter.max()) == 0:
@@ -374,10 +378,11 @@ def kmeans(
         prev_labels.write(s, labels)
     best = int(inertia.argmin())
     if verbose >= 1 and distributed.is_main():
+        label = phase_label(desc, owner)
         for r in range(n_init):
             kept = " (kept)" if r == best else ""
-            print(f"k-means restart {r + 1}/{n_init}: inertia {float(inertia[r]):.6g} after "
-                  f"{int(n_iter[r])} iteration(s){kept}", file=sys.stderr)
+            tqdm.write(f"{label} restart {r + 1} of {n_init}: inertia {float(inertia[r]):.6g} after "
+                       f"{int(n_iter[r])} iteration(s){kept}", file=sys.stderr)
     history = [
         {"epoch": it + 1, "loss": float(values[(restarts == best).nonzero()[0, 0]])}
         for it, (restarts, values) in enumerate(inertias[: int(n_iter[best])])
@@ -388,7 +393,7 @@ def kmeans(
     )
 
 
-def _lloyd(rows, mean, centers, tol_abs, max_iter, n_iter, prev_labels, inertias, *, verbose, control, desc):
+def _lloyd(rows, mean, centers, tol_abs, max_iter, n_iter, prev_labels, inertias, *, verbose, control, desc, owner):
     """Lloyd iterations of every restart at once: ``centers`` (r, k, d), ``n_iter`` and ``prev_labels`` in place.
 
     Appends ``(active restarts, their inertia)`` of every iteration to
@@ -397,7 +402,7 @@ def _lloyd(rows, mean, centers, tol_abs, max_iter, n_iter, prev_labels, inertias
     (n_init, n_clusters, d), dtype, device = centers.shape, centers.dtype, centers.device
     active = torch.arange(n_init, device=device)
     latest = torch.full((n_init,), math.inf, dtype=torch.float64, device=device)  # inertia at the latest assignment
-    for it in range(max_iter):
+    for it in progress_bar(range(max_iter), verbose, desc, owner):
         sub = centers[active]
         r = len(active)
         sums = torch.zeros(r, n_clusters, d, dtype=dtype, device=device)
@@ -431,7 +436,8 @@ def _lloyd(rows, mean, centers, tol_abs, max_iter, n_iter, prev_labels, inertias
         done = same | (shift <= tol_abs)
         active = active[~done]
         if verbose >= 2 and distributed.is_main():
-            print(f"k-means iteration {it + 1}: {len(active)} of {n_init} restart(s) still moving", file=sys.stderr)
+            tqdm.write(f"{phase_label(desc, owner)} iteration {it + 1}: {len(active)} of {n_init} restart(s) still "
+                       "moving", file=sys.stderr)
         if control is not None:
             values = latest.tolist()
             if control.epoch_end({"epoch": it + 1, "loss": min(values), "restart_loss": values}, desc):
@@ -481,8 +487,9 @@ class KMeansBaseline(
     random_state : int, RandomState instance or None, default=None
         Seed of the initialisation.
     verbose : int, default=0
-        0: silent; 1: one line per restart on standard error (inertia,
-        iterations, which is kept); 2: also one line per Lloyd iteration.
+        0: silent; 1: a progress bar over the Lloyd iterations ("k-means")
+        and one line per restart on standard error (inertia, iterations,
+        which is kept); 2: also one line per Lloyd iteration.
     callbacks : list of callable, default=None
         Called after every Lloyd iteration (a pass over the data, for all
         restarts at once) with its record: ``epoch``, ``loss`` (the lowest
@@ -615,7 +622,7 @@ class KMeansBaseline(
             generator=generator,
             verbose=self.verbose,
             control=getattr(self, "_training_control", None),
-            desc=type(self).__name__,
+            owner=type(self).__name__,
         )
         self.cluster_centers_ = result.centers.cpu().numpy()
         self.labels_ = result.labels.cpu().numpy()

@@ -186,7 +186,8 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         Seed of initialisation, perturbations and shuffling; the same seed
         gives the same labels on the CPU.
     verbose : int, default=0
-        0: silent; 1: a progress bar per phase, after a line saying which
+        0: silent; 1: a progress bar per phase ("screening", "training",
+        "inference" over the training images), after a line saying which
         restarts train in it, numbered from 1 (``restarts 1-3 of 3 train
         together``, ``kept restart 2 of 3`` and, with a head reset,
         ``restart 2 of 3 trains on``); 2: one line per epoch as well.

@@ -136,17 +136,47 @@ def _quick_fits():
     ]
 
 
-@pytest.mark.parametrize("est, X", _quick_fits(), ids=lambda v: type(v).__name__ if hasattr(v, "fit") else "")
-def test_verbose_1_reports_progress_and_0_is_silent(est, X, capfd):
+def _verbose_fits():
+    """(estimator, X, the phases whose progress bars ``verbose=1`` shows, in order) for every estimator."""
+    quick = {type(est).__name__: (est, X) for est, X in _quick_fits()}
+    X = quick["IICClustering"][1]
+    # IIC with screening (30 rows in batches of 16: 2 steps an epoch) and each way of predicting
+    iic = dict(n_clusters=3, n_init=3, screen_steps=2, max_epochs=2, hidden_layer_sizes=(8,), overclustering=0,
+               batch_size=16, device="cpu", random_state=0)
+    screened = ["screening", "training", "inference"]  # the kept restarts train on; a pass over X
+    dec_run = ["pretrain end-to-end", "k-means", "clustering"]
+    return [
+        (*quick["KMeansBaseline"], ["k-means"]),
+        (IICClustering(selection="kmeans", **iic), X, screened + ["k-means", "inference"]),
+        (IICClustering(selection="consensus", **iic), X, screened + ["consensus k-means"]),
+        (IICClustering(selection="lowest_loss", **iic), X, screened),
+        (*quick["DECClustering"], dec_run * 2),  # n_init=2 runs, one after another
+        (*quick["DeepInfoMaxEmbedder"], ["training"]),
+        (*quick["IICSegmentation"], ["training", "inference"]),
+    ]
+
+
+@pytest.mark.parametrize("est, X, phases", _verbose_fits(),
+                         ids=lambda v: type(v).__name__ if hasattr(v, "fit") else "")
+def test_verbose_1_shows_a_bar_per_phase_and_0_is_silent(est, X, phases, capfd):
+    name = type(est).__name__
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tiny fits: convergence warnings are expected
         est.set_params(verbose=0).fit(X)
         assert capfd.readouterr() == ("", "")
         est.set_params(verbose=1).fit(X)
     out, err = capfd.readouterr()
-    assert out == "" and err.strip(), "verbose=1 writes its progress to standard error"
+    assert out == "", "verbose=1 writes its progress to standard error"
+    lines = [line.strip() for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    assert all(line.startswith(f"{name}: ") for line in lines), "every bar and line names the estimator"
+    # every bar appears once when it starts (at 0%), labelled "<estimator>: <phase>"
+    started = [re.match(rf"{name}: (.+?): +0%\|", line) for line in lines]
+    assert [m.group(1) for m in started if m] == phases
     if isinstance(est, DECClustering):  # its runs train one after another: numbered
-        assert "DECClustering: run 2 of 2" in err
+        assert f"{name}: run 2 of 2" in lines
+    if isinstance(est, KMeansBaseline):  # the restarts run together: a line each once done, numbered
+        restarts = [line.split(": inertia")[0] for line in lines if "restart" in line]
+        assert restarts == [f"{name}: k-means restart {r} of 2" for r in (1, 2)]
 
 
 PUBLIC = [KMeansBaseline, IICClustering, DECClustering, DeepInfoMaxEmbedder, IICSegmentation, Checkpoint]
@@ -171,9 +201,9 @@ def test_every_parameter_is_documented(cls):
 
 
 def _lines(err, name):
-    """The progress lines of ``name`` in captured standard error (the bars left out)."""
+    """The restart lines of ``name`` in captured standard error (the bars and k-means' own lines left out)."""
     lines = err.replace("\r", "\n").splitlines()
-    return [line for line in lines if line.startswith(f"{name}: ") and "|" not in line]
+    return [line for line in lines if line.startswith(f"{name}: ") and "|" not in line and "k-means" not in line]
 
 
 def test_verbose_numbers_the_restarts_of_each_phase(X, capfd):

@@ -44,9 +44,9 @@ def tiny_dim(**kw):
 
 #: (estimator factory, the stage whose epochs n_iter_ counts)
 ESTIMATORS = {
-    "IICClustering": (tiny_iic, "IICClustering"),
-    "DECClustering": (tiny_dec, "DEC clustering"),
-    "DeepInfoMaxEmbedder": (tiny_dim, "DeepInfoMaxEmbedder"),
+    "IICClustering": (tiny_iic, "training"),
+    "DECClustering": (tiny_dec, "clustering"),
+    "DeepInfoMaxEmbedder": (tiny_dim, "training"),
 }
 
 
@@ -202,7 +202,7 @@ def test_train_stops_at_keyboard_interrupt_only_under_a_control():
 
 def test_a_checkpoint_is_refused_by_another_fit(X, tmp_path):
     path = tmp_path / "run.ckpt"
-    est = tiny_dim(callbacks=[Checkpoint(path), interrupt_after(2, "DeepInfoMaxEmbedder")])
+    est = tiny_dim(callbacks=[Checkpoint(path), interrupt_after(2, "training")])
     with pytest.warns(TrainingInterruptedWarning):
         est.fit(X)
     assert path.exists()  # an interrupted fit keeps its checkpoint
@@ -215,11 +215,11 @@ def test_a_checkpoint_is_refused_by_another_fit(X, tmp_path):
 def test_an_interrupted_checkpointed_dec_resumes_where_it_stopped(X, tmp_path):
     path = tmp_path / "dec.ckpt"
     with pytest.warns(TrainingInterruptedWarning):
-        tiny_dec(callbacks=[Checkpoint(path), interrupt_after(3, "DEC clustering")]).fit(X)
+        tiny_dec(callbacks=[Checkpoint(path), interrupt_after(3, "clustering")]).fit(X)
     stages = []
     resumed = tiny_dec(callbacks=[Checkpoint(path), lambda r: stages.append((r["stage"], r["epoch"]))]).fit(X)
     # pretraining is restored, not rerun; clustering goes on from its last saved epoch (2)
-    assert stages == [("DEC clustering", e) for e in range(3, 7)]
+    assert stages == [("clustering", e) for e in range(3, 7)]
     assert not path.exists()  # a completed fit deletes its checkpoint
     straight = tiny_dec().fit(X)
     assert resumed.n_iter_ == straight.n_iter_ == 6
@@ -283,7 +283,7 @@ def blobs8():
 
 def test_an_interrupted_kmeans_keeps_the_centres_reached_so_far(blobs8):
     assert slow_kmeans().fit(blobs8).n_iter_ > 3  # the fit the interrupt cuts short runs longer
-    est = slow_kmeans(callbacks=[interrupt_after(3, "KMeansBaseline")])
+    est = slow_kmeans(callbacks=[interrupt_after(3, "k-means")])
     with pytest.warns(TrainingInterruptedWarning, match=r"KMeansBaseline's training was interrupted .* kept \(n_iter_=3\)"):
         est.fit(blobs8)
     assert est.n_iter_ == 3 and [r["epoch"] for r in est.history_] == [1, 2, 3]
@@ -305,7 +305,7 @@ def test_a_callback_stops_kmeans_and_sees_every_restart(blobs8):
     with warnings.catch_warnings():
         warnings.simplefilter("error", TrainingInterruptedWarning)
         est = slow_kmeans(callbacks=[callback]).fit(blobs8)
-    assert est.n_iter_ == 2 and [r["stage"] for r in records] == ["KMeansBaseline"] * 2
+    assert est.n_iter_ == 2 and [r["stage"] for r in records] == ["k-means"] * 2
     # the record: every restart's inertia at its latest assignment, and the lowest of them
     assert len(records[-1]["restart_loss"]) == 3 and records[-1]["loss"] == min(records[-1]["restart_loss"])
     kept = est.kept_restarts_[0]

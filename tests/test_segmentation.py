@@ -349,7 +349,7 @@ def test_callbacks_interrupt_and_checkpoint(mosaics, tmp_path):
     images, _ = mosaics
     records = []
     est = tiny(max_epochs=4, callbacks=[lambda r: records.append(r) or r["epoch"] == 2]).fit(images)
-    assert est.n_iter_ == 2 and records[-1]["stage"] == "IICSegmentation" and "loss" in records[-1]
+    assert est.n_iter_ == 2 and records[-1]["stage"] == "training" and "loss" in records[-1]
 
     def interrupt_at(k):  # a callback that raises KeyboardInterrupt at the end of the fit's k-th epoch
         calls = []

@@ -73,9 +73,11 @@ def test_divergence_is_a_clear_error():
 def test_verbose_prints_progress(capsys):
     w = torch.nn.Parameter(torch.ones(1))
     opt = torch.optim.SGD([w], lr=0.1)
-    train(lambda idx, ph: (w**2).sum(), n_samples=8, optimizer=opt, max_epochs=2, batch_size=4, device="cpu", verbose=2, desc="toy")
+    train(lambda idx, ph: (w**2).sum(), n_samples=8, optimizer=opt, max_epochs=2, batch_size=4, device="cpu", verbose=2,
+          desc="toy", owner="Estimator")
     err = capsys.readouterr().err
-    assert "[toy] epoch 2/2" in err
+    assert "Estimator: toy:   0%|" in err  # the bar, named "<owner>: <desc>"
+    assert "Estimator: toy: epoch 2/2" in err
     train(lambda idx, ph: (w**2).sum(), n_samples=8, optimizer=opt, max_epochs=2, batch_size=4, device="cpu", verbose=0)
     assert capsys.readouterr().err == ""
 
