@@ -545,6 +545,15 @@ def _add_params_option(parser, what):
                              "--params may be repeated; a parameter may be given once")
 
 
+def _add_fit_options(p, output_help):
+    """The options of the commands that fit one estimator: --device, --seed, --output, --verbose."""
+    p.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda, cuda:N or mps")
+    p.add_argument("--seed", type=int, default=0, metavar="INT", help="random_state of the estimator (default: 0)")
+    p.add_argument("--output", required=True, metavar="FILE", help=output_help)
+    p.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2],
+                   help="0 (default) silent, 1 a progress bar per phase, 2 also one line per epoch")
+
+
 def build_parser():
     """The argument parser of ``skmic`` and its subcommands."""
     parser = _Parser(prog="skmic", description="Deep clustering by mutual information.")
@@ -569,13 +578,9 @@ def build_parser():
     p.add_argument("--image-shape", metavar="C,H,W", help="C,H,W (or H,W) when rows are flattened images")
     _add_params_option(p, "set parameters of the estimator (of any step of dim-kmeans), e.g. max_epochs=5 "
                           "hidden_layer_sizes='(64,)'; they override the other options")
-    p.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda, cuda:N or mps")
-    p.add_argument("--seed", type=int, default=0, metavar="INT", help="random_state of the estimator (default: 0)")
-    p.add_argument("--output", required=True, metavar="FILE", help="CSV to write, with one label per row")
+    _add_fit_options(p, "CSV to write, with one label per row")
     p.add_argument("--proba", action="store_true", help="also write the cluster probabilities (iic, dec)")
     p.add_argument("--save-model", metavar="FILE", help="pickle the fitted estimator here")
-    p.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2],
-                   help="0 (default) silent, 1 progress bars, 2 also one line per epoch")
     p.set_defaults(func=cluster)
 
     p = sub.add_parser("segment", help="segment the images of a .npy file (IICSegmentation)",
@@ -586,11 +591,7 @@ def build_parser():
     p.add_argument("--n-clusters", type=int, required=True, metavar="K", help="number of segment classes")
     _add_params_option(p, "set parameters of IICSegmentation, e.g. max_epochs=5 conv_channels='(16, 32)'; "
                           "they override the other options")
-    p.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda, cuda:N or mps")
-    p.add_argument("--seed", type=int, default=0, metavar="INT", help="random_state (default: 0)")
-    p.add_argument("--output", required=True, metavar="FILE", help=".npy file to write the label maps to")
-    p.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2],
-                   help="0 (default) silent, 1 progress bars, 2 also one line per epoch")
+    _add_fit_options(p, ".npy file to write the label maps to")
     p.set_defaults(func=segment)
 
     p = sub.add_parser("benchmark", help="run estimators on datasets and print the results table",
