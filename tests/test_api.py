@@ -196,8 +196,11 @@ def test_every_parameter_is_documented(cls):
         assert " ".join(doc.desc).strip(), f"{cls.__name__}.{name} has no description"
         if param.default is not inspect.Parameter.empty:
             assert "default=" in doc.type, f"{cls.__name__}.{name}: the type line gives no default"
-        # results belong to the user guide and the results page, not to a parameter's description
-        assert "benchmarks/" not in " ".join(doc.desc), f"{cls.__name__}.{name} cites a results file"
+        # results belong to the user guide and the results page, not to a parameter's description:
+        # no results file (benchmarks/results/<name>_cpu.md, .json), no benchmark script
+        text = " ".join(doc.desc)
+        cited = re.findall(r"benchmarks/|\b\w+_[cg]pu\w*\b|\w+\.(?:md|json|log)\b", text)
+        assert not cited, f"{cls.__name__}.{name} cites results: {cited}"
 
 
 def _lines(err, name):
