@@ -140,7 +140,8 @@ def _verbose_fits():
     """(estimator, X, the phases whose progress bars ``verbose=1`` shows, in order) for every estimator."""
     quick = {type(est).__name__: (est, X) for est, X in _quick_fits()}
     X = quick["IICClustering"][1]
-    # IIC with screening (30 rows in batches of 16: 2 steps an epoch) and each way of predicting
+    # IIC with screening (60 rows in batches of 16: 4 steps an epoch, so 2 screening steps are 1 epoch)
+    # and each way of predicting
     iic = dict(n_clusters=3, n_init=3, screen_steps=2, max_epochs=2, hidden_layer_sizes=(8,), overclustering=0,
                batch_size=16, device="cpu", random_state=0)
     screened = ["screening", "training", "inference"]  # the kept restarts train on; a pass over X
@@ -148,6 +149,7 @@ def _verbose_fits():
     return [
         (*quick["KMeansBaseline"], ["k-means"]),
         (IICClustering(selection="kmeans", **iic), X, screened + ["k-means", "inference"]),
+        (IICClustering(selection="self_labeling", **iic), X, screened + ["k-means", "inference"]),
         (IICClustering(selection="consensus", **iic), X, screened + ["consensus k-means"]),
         (IICClustering(selection="lowest_loss", **iic), X, screened),
         (*quick["DECClustering"], dec_run * 2),  # n_init=2 runs, one after another
