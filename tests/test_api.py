@@ -119,6 +119,19 @@ def test_segmentation_shares_the_vocabulary():
     assert inspect.signature(IICSegmentation).parameters["n_clusters"].default == 8
 
 
+def test_segmentation_has_the_common_attributes_a_score_and_grid_search_needs_no_scoring():
+    # the table's tests for the pixel-labelling estimator, on a few small images
+    est, images = _quick_fits()[-1]
+    est.fit(images)
+    common = [a for a in COMMON_FITTED if a != "n_features_in_"]  # it takes images, not rows of features
+    for attribute in common + ["labels_", "n_iter_", "network_", "history_", "restart_losses_", "kept_restarts_"]:
+        assert hasattr(est, attribute), f"IICSegmentation has no {attribute}"
+    assert [r["epoch"] for r in est.history_] == list(range(1, est.n_iter_ + 1))
+    assert isinstance(est.score(images), float) and np.isfinite(est.score(images))
+    search = GridSearchCV(est, {"learning_rate": [1e-2, 1e-3]}, cv=2, error_score="raise").fit(images)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
 def test_tol_has_one_meaning():
     for name, param in TOL_MEANING.items():
         assert param in by_name()[name].get_params()
