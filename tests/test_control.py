@@ -1,9 +1,11 @@
 """Training a user controls: interruption, callbacks, warm starts and checkpoints."""
 
+import os
 import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -251,7 +253,8 @@ def test_a_checkpointed_run_killed_in_a_subprocess_resumes_and_finishes(X, tmp_p
     path = tmp_path / "iic.ckpt"
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(KILLED_RUN))
-    proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # this checkout's skmic
+    proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True, env=env)
     try:
         for line in proc.stdout:
             if int(line) >= 5:
