@@ -126,12 +126,48 @@ def test_auto_defaults_follow_the_data(digits):
 
     small = dict(conv_channels=(4,), hidden_layer_sizes=(8,), critic_dim=4, max_epochs=1, random_state=0, device="cpu")
     images = DeepInfoMaxEmbedder(n_components=3, **small).fit(digits[0][:40].reshape(-1, 8, 8))
-    assert (images.perturbation_, images.global_weight_, images.local_weight_, images.prior_weight_, images.batch_size_) == (
-        ["elastic", "affine"], 1.0, 0.0, 0.0, 128)
+    assert (images.perturbation_, images.global_weight_, images.local_weight_, images.prior_weight_, images.batch_size_,
+            images.standardize_) == (["elastic", "affine"], 1.0, 0.0, 0.0, 128, True)
     table = DeepInfoMaxEmbedder(n_components=3, token_channels=2, **small).fit(digits[0][:40, :6])
-    assert (table.perturbation_, table.global_weight_, table.local_weight_, table.prior_weight_, table.batch_size_) == (None, 0.0, 1.0, 0.1, 64)
+    assert (table.perturbation_, table.global_weight_, table.local_weight_, table.prior_weight_, table.batch_size_,
+            table.standardize_) == (None, 0.0, 1.0, 0.1, 64, False)
     # what the user sets is what runs; the parameters themselves are never changed
-    paper = DeepInfoMaxEmbedder(n_components=3, global_weight=0.0, local_weight=1.0, prior_weight=0.1, perturbation=None, batch_size=16, **small)
+    paper = DeepInfoMaxEmbedder(n_components=3, global_weight=0.0, local_weight=1.0, prior_weight=0.1, perturbation=None, batch_size=16,
+                                standardize=False, **small)
     paper.fit(digits[0][:40].reshape(-1, 8, 8))
-    assert (paper.perturbation_, paper.global_weight_, paper.local_weight_, paper.prior_weight_, paper.batch_size_) == (None, 0.0, 1.0, 0.1, 16)
+    assert (paper.perturbation_, paper.global_weight_, paper.local_weight_, paper.prior_weight_, paper.batch_size_,
+            paper.standardize_) == (None, 0.0, 1.0, 0.1, 16, False)
     assert paper.get_params()["global_weight"] == 0.0 and images.get_params()["global_weight"] == "auto"
+
+
+def test_standardized_codes_are_the_raw_codes_scaled_by_their_training_statistics(digits):
+    X = digits[0][:120].reshape(-1, 8, 8)
+    small = dict(n_components=5, conv_channels=(4,), hidden_layer_sizes=(16,), critic_dim=8, max_epochs=2,
+                 batch_size=32, random_state=0, device="cpu")
+    std = DeepInfoMaxEmbedder(**small).fit(X)
+    raw = DeepInfoMaxEmbedder(standardize=False, **small).fit(X)
+    assert std.standardize_ is True and raw.standardize_ is False
+    assert raw.code_mean_ is None and raw.code_scale_ is None
+    Y, R = std.transform(X), raw.transform(X)  # the same network: standardising does not change training
+    assert np.abs(R.std(0) - 1).max() > 0.1  # the raw code is not standardised by itself
+    np.testing.assert_allclose(std.code_mean_, R.mean(0), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(std.code_scale_, R.std(0), rtol=1e-6)
+    np.testing.assert_allclose(Y, (R - std.code_mean_) / std.code_scale_, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(Y.mean(0), 0, atol=1e-9)
+    np.testing.assert_allclose(Y.std(0), 1, rtol=1e-9)
+    # new rows are scaled with the training statistics, not their own
+    np.testing.assert_allclose(std.transform(X[:7]), Y[:7], rtol=1e-6, atol=1e-9)
+    # a warm start trains on, and the statistics follow the new network
+    mean = std.code_mean_.copy()
+    std.set_params(warm_start=True, max_epochs=1).fit(X)
+    assert not np.allclose(std.code_mean_, mean)
+    np.testing.assert_allclose(std.transform(X).std(0), 1, rtol=1e-9)
+
+
+def test_code_statistics_keeps_constant_components():
+    from skmic.dim import code_statistics
+
+    Y = np.array([[1.0, 3.0, 0.0], [3.0, 3.0, 1e-3], [5.0, 3.0, 2e-3]])
+    mean, scale = code_statistics(Y)
+    np.testing.assert_allclose(mean, [3.0, 3.0, 1e-3])
+    np.testing.assert_allclose(scale, [np.sqrt(8 / 3), 1.0, np.sqrt(2 / 3) * 1e-3])
