@@ -192,6 +192,12 @@ class DECClustering(
         the centroids into soft assignments (the paper's alpha, 1).
     kmeans_n_init : int, default=20
         k-means restarts of the centroid initialisation.
+    kmeans_selection : {"inertia", "balance"}, default="inertia"
+        Which of the ``kmeans_n_init`` k-means restarts initialises the
+        centroids: "inertia", the lowest inertia (k-means' own rule, as in
+        the paper); "balance", the most balanced cluster sizes (the highest
+        entropy of the sizes), for data whose classes have similar sizes
+        (the user guide's DEC page has the measurements).
     n_init : int, default=1
         Independent runs of the whole method (pretraining, k-means
         initialisation, clustering phase), one after another, from new
@@ -378,6 +384,7 @@ class DECClustering(
         "pretrained_encoder": [torch.nn.Module, None],
         "degrees_of_freedom": [Interval(numbers.Real, 0, None, closed="neither")],
         "kmeans_n_init": [Interval(numbers.Integral, 1, None, closed="left")],
+        "kmeans_selection": [StrOptions({"inertia", "balance"})],
         "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
         "selection": [StrOptions({"auto", "agreement", "compactness"})],
         "update_interval": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -406,6 +413,7 @@ class DECClustering(
         pretrained_encoder=None,
         degrees_of_freedom=1.0,
         kmeans_n_init=20,
+        kmeans_selection="inertia",
         n_init=1,
         selection="auto",
         update_interval=140,
@@ -434,6 +442,7 @@ class DECClustering(
         self.pretrained_encoder = pretrained_encoder
         self.degrees_of_freedom = degrees_of_freedom
         self.kmeans_n_init = kmeans_n_init
+        self.kmeans_selection = kmeans_selection
         self.n_init = n_init
         self.selection = selection
         self.update_interval = update_interval
@@ -545,6 +554,7 @@ class DECClustering(
             centers, _, _, _ = kmeans(
                 z, self.n_clusters, n_init=self.kmeans_n_init, generator=generator, verbose=self.verbose,
                 owner=type(self).__name__,
+                select=self.kmeans_selection,
             )
             runs.append(self._cluster(encoder, centers, Xt, augment, generator, []))
             runs[-1]["pretrain_history"] = pretrain_history

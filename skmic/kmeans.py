@@ -233,6 +233,8 @@ class KMeansResult:
         kept one is the lowest.
     best : int
         The kept restart (index into ``restart_inertia``).
+    restart_counts : ndarray of shape (n_init, n_clusters)
+        Every restart's cluster sizes in its final assignment.
     interrupted : bool
         Whether a KeyboardInterrupt stopped the Lloyd iterations (only
         under a ``control``).
@@ -255,6 +257,7 @@ class KMeansResult:
     history: list = field(default_factory=list)
     restart_inertia: np.ndarray = None
     best: int = 0
+    restart_counts: np.ndarray = None
     interrupted: bool = False
 
     def __iter__(self):
@@ -263,7 +266,7 @@ class KMeansResult:
 
 def kmeans(
     X, n_clusters, *, n_init=10, max_iter=300, tol=1e-4, init="k-means++", generator=None, verbose=0,
-    control=None, desc="k-means", owner=None,
+    control=None, desc="k-means", owner=None, select="inertia",
 ):
     """k-means on a tensor, on the tensor's device, with ``n_init`` restarts.
 
@@ -307,6 +310,11 @@ def kmeans(
     owner : str, optional
         The estimator's class name, which starts the progress bar and the
         lines (``"<owner>: <desc>"``).
+    select : {"inertia", "balance"}, default="inertia"
+        Which restart is kept: "inertia", the lowest inertia (k-means'
+        own criterion); "balance", the most balanced cluster sizes (the
+        highest entropy of ``restart_counts / n``; ties go to the lower
+        inertia), for data whose clusters are known to be of similar size.
 
     Returns
     -------
@@ -371,12 +379,14 @@ def kmeans(
         control.interrupted = interrupted = True
     # final assignment, consistent with the final centres
     inertia = torch.zeros(n_init, dtype=torch.float64, device=device)
+    counts = torch.zeros(n_init, n_clusters, dtype=torch.long, device=device)
     for s, e in _passes(rows):
         xc, x_sq = _centred(rows, mean, s, e)
         dist, labels = _sq_dist_min(xc, x_sq, centers)
         inertia += dist.double().sum(0)
+        counts.scatter_add_(1, labels.T.long(), torch.ones_like(labels.T, dtype=torch.long))
         prev_labels.write(s, labels)
-    best = int(inertia.argmin())
+    best = _select_restart(inertia, counts, select)
     if verbose >= 1 and distributed.is_main():
         label = phase_label(desc, owner)
         for r in range(n_init):
@@ -389,8 +399,21 @@ def kmeans(
     ]
     return KMeansResult(
         centers[best] + mean, prev_labels.column(best).long(), float(inertia[best]), int(n_iter[best]), history,
-        inertia.cpu().numpy(), best, interrupted,
+        inertia.cpu().numpy(), best, counts.cpu().numpy(), interrupted,
     )
+
+
+def _select_restart(inertia, counts, select):
+    """The kept restart: lowest ``inertia``, or (``select="balance"``) highest entropy of the ``counts``."""
+    if select == "inertia":
+        return int(inertia.argmin())
+    if select != "balance":
+        raise ValueError(f"select must be 'inertia' or 'balance', got {select!r}.")
+    p = counts.double() / counts.sum(1, keepdim=True).clamp_min(1)
+    entropy = -(p * p.clamp_min(1e-300).log()).sum(1).cpu()
+    # the highest entropy; among restarts within float noise of it, the lowest inertia
+    candidates = (entropy >= entropy.max() - 1e-12).nonzero()[:, 0]
+    return int(candidates[inertia.cpu()[candidates].argmin()])
 
 
 def _lloyd(rows, mean, centers, tol_abs, max_iter, n_iter, prev_labels, inertias, *, verbose, control, desc, owner):

@@ -302,3 +302,19 @@ def test_auto_defaults_follow_the_data():
     paper.image_shape_ = (1, 8, 8)
     paper._resolve_defaults(np.zeros((1797, 64)))
     assert (paper.perturbation_, paper.rescale_input_, paper.pretrain_, paper.pretrain_epochs_) == (None, False, "end_to_end", 7)
+
+
+def test_kmeans_selection_picks_the_initial_centroids():
+    """With an identity encoder and a negligible learning rate DEC keeps its k-means labels: the rule shows."""
+    rng = np.random.default_rng(0)
+    points = [(0, 0)] * 40 + [(1, 0)] * 40 + [(0, 2)] * 10 + [(1, 2)] * 10
+    X = (np.array(points) + 0.01 * rng.standard_normal((100, 2))).astype(np.float32)
+    sizes = {}
+    for rule in ("inertia", "balance"):
+        dec = DECClustering(2, pretrained_encoder=torch.nn.Identity(), kmeans_selection=rule, kmeans_n_init=50,
+                            learning_rate=1e-9, max_epochs=1, device="cpu", random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            dec.fit(X)
+        sizes[rule] = sorted(np.bincount(dec.labels_))
+    assert sizes == {"inertia": [20, 80], "balance": [50, 50]}

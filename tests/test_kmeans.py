@@ -115,3 +115,37 @@ def test_restart_diagnostics_of_the_estimator(blobs):
     assert km.inertia_ == km.restart_losses_.min() == pytest.approx(-km.score(X))
     one = KMeansBaseline(3, init=km.cluster_centers_, device="cpu").fit(X)  # explicit centres: one restart
     assert one.restart_losses_.shape == (1,) and one.kept_restarts_.tolist() == [0]
+
+
+def _corners():
+    """40 + 40 points on the bottom corners of a 1 x 2 rectangle, 10 + 10 on the top ones (jittered).
+
+    With two clusters, bottom | top (80 / 20 points, inertia about 25) is the
+    lowest inertia, left | right (50 / 50, about 64) another local optimum.
+    """
+    rng = np.random.default_rng(0)
+    points = [(0, 0)] * 40 + [(1, 0)] * 40 + [(0, 2)] * 10 + [(1, 2)] * 10
+    return torch.tensor(np.array(points) + 0.01 * rng.standard_normal((100, 2)), dtype=torch.float32)
+
+
+def test_select_balance_keeps_the_most_balanced_restart():
+    X = _corners()
+    by_inertia = kmeans(X, 2, n_init=20, generator=torch.Generator().manual_seed(0))
+    balanced = kmeans(X, 2, n_init=20, generator=torch.Generator().manual_seed(0), select="balance")
+    # same restarts (same draws), another one kept
+    np.testing.assert_array_equal(by_inertia.restart_inertia, balanced.restart_inertia)
+    np.testing.assert_array_equal(by_inertia.restart_counts, balanced.restart_counts)
+    assert sorted(np.bincount(by_inertia.labels.numpy())) == [20, 80]
+    assert sorted(np.bincount(balanced.labels.numpy())) == [50, 50]
+    assert balanced.inertia == balanced.restart_inertia[balanced.best] > by_inertia.inertia
+    # restart_counts are each restart's sizes; the kept one's are its labels' counts
+    assert (balanced.restart_counts.sum(1) == len(X)).all()
+    np.testing.assert_array_equal(np.bincount(balanced.labels.numpy(), minlength=2),
+                                  balanced.restart_counts[balanced.best])
+    # a naive reference: the entropy of every restart's sizes, highest kept, ties to the lower inertia
+    p = balanced.restart_counts / len(X)
+    entropy = -(p * np.log(np.where(p > 0, p, 1))).sum(1)
+    top = np.flatnonzero(entropy >= entropy.max() - 1e-12)
+    assert balanced.best == top[np.argmin(balanced.restart_inertia[top])]
+    with pytest.raises(ValueError, match="select"):
+        kmeans(X, 2, n_init=2, select="sizes")
