@@ -553,8 +553,7 @@ class DECClustering(
                 )
             centers, _, _, _ = kmeans(
                 z, self.n_clusters, n_init=self.kmeans_n_init, generator=generator, verbose=self.verbose,
-                owner=type(self).__name__,
-                select=self.kmeans_selection,
+                owner=type(self).__name__, select=self.kmeans_selection,
             )
             runs.append(self._cluster(encoder, centers, Xt, augment, generator, []))
             runs[-1]["pretrain_history"] = pretrain_history
