@@ -208,6 +208,24 @@ def test_no_script_reaches_into_the_package():
 RESULTS = BENCHMARKS / "results"
 
 
+def _commands_in_a_row(line):
+    """The commands of a shell line, split at ``;`` and ``&&`` outside quotes (a note may hold a ``;``)."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&")
+    lexer.whitespace_split = True
+    try:
+        tokens = list(lexer)
+    except ValueError:  # not a shell line (prose with an apostrophe): split it naively
+        return re.split(r"\s*(?:;|&&)\s*", line)
+    commands, current = [], []
+    for token in tokens + [";"]:
+        if token in (";", "&&"):
+            commands.append(shlex.join(current))
+            current = []
+        else:
+            current.append(token)
+    return commands
+
+
 def _todays_benchmark_commands(md):
     """The ``skmic benchmark`` (or ``benchmarks/run.py``) commands a results file gives for today's tool.
 
@@ -220,7 +238,7 @@ def _todays_benchmark_commands(md):
         text = text[text.index("Today's command"):]
     commands = []
     for quoted in re.findall(r"`([^`]*)`", text):
-        for command in re.split(r"\s*(?:;|&&)\s*", quoted):  # several commands in a row
+        for command in _commands_in_a_row(quoted):
             found = re.fullmatch(r"(?:[A-Z_]+=\S+ )*(?:skmic benchmark|python benchmarks/run\.py)( .*)?", command)
             if found:
                 commands.append(found.group(1) or "")
