@@ -201,10 +201,9 @@ class DECClustering(
     n_init : int, default=1
         Independent runs of the whole method (pretraining, k-means
         initialisation, clustering phase), one after another, from new
-        random weights; ``selection`` keeps one. One by default, since each
-        run costs a whole fit, and three runs with a quarter of the
-        pretraining each (about the cost of one) scored lower on the digits
-        (the user guide's DEC page discusses when more pay).
+        random weights; ``selection`` keeps one. One by default: each run
+        costs a whole fit (the user guide's DEC page has the measurements of
+        cheaper runs and when more pay).
     selection : {"auto", "agreement", "compactness"}, default="auto"
         Which run is kept: "agreement", the run whose labels agree most
         with the other runs' (highest mean adjusted Rand index; needs
@@ -213,9 +212,9 @@ class DECClustering(
         three runs on, compactness below.
     update_interval : int, default=140
         Optimizer steps (mini-batches) between two updates of the target
-        distribution (140 as popular reimplementations use on MNIST; the
-        paper: 160). On small datasets this is many epochs, but shorter
-        was not better in our measurements (the user guide's DEC page).
+        distribution (140, as popular reimplementations use; the paper:
+        160). On small datasets that is several epochs (the user guide's DEC
+        page measures shorter intervals).
     label_change_tol : float, default=0.001
         Stop when the fraction of labels that changed between two target
         updates is below this (the paper's tolerance, 0.1%). Not a centre

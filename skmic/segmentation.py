@@ -139,11 +139,10 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         Re-initialise the main sub-heads once, after this fraction of the
         ``max_epochs`` (fresh N(0, 0.01) weights, their Adam state dropped),
         and train them on with the trunk and over-clustering heads trained so
-        far; None never does. Main heads trained from the start settle early
-        on partitions that merge textures or spend a cluster on region
-        borders, and climb out slowly; in one trial fresh heads on a trained
-        trunk did better (see the user guide). With ``n_init > 1`` the
-        restarts are compared at the reset and only the best one trains on.
+        far; None never does. It lets heads that settled early on a poor
+        partition start again on a better trunk (the user guide has the
+        trial). With ``n_init > 1`` the restarts are compared at the reset
+        and only the best one trains on.
     n_repeats : int, default=2
         Perturbed copies of each image per mini-batch.
     lamb : float, default=1.0
