@@ -80,6 +80,9 @@ STORE_RELEASE_BYTES = 1 << 22
 #: Rows of a shared memmap read at random between two releases of its mapped pages.
 RANDOM_ROWS = 16
 
+#: Rows per read of :meth:`Rows.sample`.
+SAMPLE_READ_ROWS = 1024
+
 _NUMERIC_KINDS = "biuf"
 
 
@@ -403,6 +406,18 @@ class Rows:
             return self.tensor[index]
         flat = self.source.take(index.reshape(-1).cpu().numpy())
         return self._from_numpy(flat).reshape(*index.shape, self.shape[1])
+
+    def sample(self, max_rows, generator):
+        """At most ``max_rows`` rows as one tensor: all of them, or a random subset (in row order).
+
+        The subset is drawn with ``generator`` (on its device); a streamed
+        source is read :data:`SAMPLE_READ_ROWS` rows at a time.
+        """
+        index = torch.arange(len(self), device=generator.device)
+        if len(self) > max_rows:
+            index = torch.randperm(len(self), generator=generator, device=generator.device)[:max_rows].sort().values
+        index = index.to(self.device)
+        return torch.cat([self.rows(index[s:e]) for s, e in chunk_starts(len(index), SAMPLE_READ_ROWS)])
 
     def slice(self, start, stop):
         """Rows ``start`` to ``stop - 1`` (clipped to the data)."""

@@ -534,11 +534,7 @@ class IICClustering(
         labels, relabelled by the vote of their nearest neighbours, are
         learned by a softmax classifier on the same features.
         """
-        n = len(features)
-        rows = torch.arange(n, device=self.device_)
-        if n > SELF_LABEL_MAX_ROWS:
-            rows = torch.randperm(n, generator=generator, device=self.device_)[:SELF_LABEL_MAX_ROWS].sort().values
-        f = features.rows(rows)
+        f = features.sample(SELF_LABEL_MAX_ROWS, generator)
         labels = torch.cdist(f, centers.to(f)).argmin(1)
         # at most a quarter of an average cluster votes, so that small data keeps its clusters
         n_neighbors = min(SELF_LABEL_NEIGHBORS, len(f) // (4 * self.n_clusters))

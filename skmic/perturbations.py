@@ -427,13 +427,7 @@ class NeighborPerturbation:
         from a fixed seed (the same for the same data), so that the cost of
         a view is bounded.
         """
-        index = torch.arange(len(rows))
-        if len(rows) > cls.MAX_REFERENCE_ROWS:
-            draw = torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))
-            index = draw[: cls.MAX_REFERENCE_ROWS].sort().values
-        index = index.to(rows.device)
-        # a streamed source is read a batch of rows at a time
-        return cls(torch.cat([rows.rows(index[s : s + 1024]) for s in range(0, len(index), 1024)]), n_neighbors)
+        return cls(rows.sample(cls.MAX_REFERENCE_ROWS, torch.Generator().manual_seed(0)), n_neighbors)
 
     def __call__(self, x, generator=None):
         z = (x - self._mean.to(x.dtype)) / self._std.to(x.dtype)
