@@ -18,7 +18,7 @@ from ._data import Rows, RowStore, StreamedArray
 from ._training import adam, batches
 from .nn.encoders import MLP, ConvEncoder, init_weights
 from .nn.heads import IICNet
-from .kmeans import kmeans
+from .kmeans import kmeans, nearest
 from .nn.losses import iic_joint, mutual_information, student_t_assignment
 from .consensus import fit_consensus
 from .self_labeling import fit_softmax, neighbor_vote
@@ -535,7 +535,7 @@ class IICClustering(
         learned by a softmax classifier on the same features.
         """
         f = features.sample(SELF_LABEL_MAX_ROWS, generator)
-        labels = torch.cdist(f, centers.to(f)).argmin(1)
+        labels = nearest(f, centers.to(f))[0]
         # at most a quarter of an average cluster votes, so that small data keeps its clusters
         n_neighbors = min(SELF_LABEL_NEIGHBORS, len(f) // (4 * self.n_clusters))
         if n_neighbors >= 1:
