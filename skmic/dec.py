@@ -125,13 +125,14 @@ class DECClustering(
 
     Defaults chosen from the data (parameters left at "auto"; the fitted
     values are ``selection_``, ``perturbation_``, ``rescale_input_``,
-    ``kmeans_selection_``, ``pretrain_epochs_`` and ``max_epochs_``):
+    ``pretrain_``, ``kmeans_selection_``, ``pretrain_epochs_`` and ``max_epochs_``):
 
     ================  ==========================  ==========================
     parameter         images                      tabular data
     ================  ==========================  ==========================
     perturbation      "shift-rotate" (DEC-DA)     None (DEC)
     rescale_input     True                        False
+    pretrain          "greedy"                    "end_to_end"
     kmeans_selection  "balance"                   "inertia"
     pretrain_epochs   about 1600 steps a stage    about 1600 steps a stage
     max_epochs        20,000 steps, <= 1000       20,000 steps, <= 1000
@@ -161,14 +162,15 @@ class DECClustering(
         mirrors them).
     n_components : int, default=10
         Dimension of the embedding.
-    pretrain : {"end_to_end", "greedy"}, default="end_to_end"
+    pretrain : {"end_to_end", "greedy", "auto"}, default="auto"
         "end_to_end": train the whole autoencoder at once (DEC-DA's
         pretraining). "greedy": the paper's layer-wise denoising
         autoencoders (each layer trained for ``pretrain_epochs`` on the
         frozen output of the previous ones, with dropout ``dropout`` on its
         input and code), then end-to-end fine-tuning for
         ``pretrain_epochs``; five stages instead of one, about 2.5 times
-        the pretraining time of "end_to_end" on the digits.
+        the pretraining time of "end_to_end" on the digits. "auto": greedy
+        for images, end to end for tabular data.
     pretrain_epochs : int or "auto", default="auto"
         Epochs of each pretraining stage. "auto" aims at about 1600
         optimizer steps a stage (10 to 200 epochs): 200 on scikit-learn's
@@ -318,7 +320,7 @@ class DECClustering(
         The trained encoder, in eval mode.
     image_shape_ : tuple of int or None
         ``image_shape`` as ``(C, H, W)``.
-    selection_, perturbation_, rescale_input_, kmeans_selection_, pretrain_epochs_, max_epochs_
+    selection_, perturbation_, rescale_input_, pretrain_, kmeans_selection_, pretrain_epochs_, max_epochs_
         The values that ran: the parameters, with "auto" resolved.
     input_scale_ : float
         The constant the data is multiplied by (1.0 without
@@ -377,7 +379,7 @@ class DECClustering(
         "rescale_input": ["boolean", StrOptions({"auto"})],
         "hidden_layer_sizes": [tuple, list],
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
-        "pretrain": [StrOptions({"end_to_end", "greedy"})],
+        "pretrain": [StrOptions({"end_to_end", "greedy", "auto"})],
         "pretrain_epochs": [Interval(numbers.Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "pretrain_optimizer": [StrOptions(set(_OPTIMIZERS))],
         "pretrain_learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -406,7 +408,7 @@ class DECClustering(
         rescale_input="auto",
         hidden_layer_sizes=(500, 500, 2000),
         n_components=10,
-        pretrain="end_to_end",
+        pretrain="auto",
         pretrain_epochs="auto",
         pretrain_optimizer="adam",
         pretrain_learning_rate=1e-3,
@@ -468,6 +470,7 @@ class DECClustering(
             selection="agreement" if self.n_init >= 3 else "compactness",
             perturbation="shift-rotate" if image else None,
             rescale_input=image,
+            pretrain="greedy" if image else "end_to_end",
             pretrain_epochs=int(min(200, max(10, math.ceil(PRETRAIN_STEPS / steps_per_epoch)))),
             max_epochs=int(min(1000, math.ceil(CLUSTERING_STEPS / steps_per_epoch))),
             kmeans_selection="balance" if image else "inertia",
@@ -511,7 +514,7 @@ class DECClustering(
             )
             history.extend(dict(r, stage=desc) for r in result.history)
 
-        if self.pretrain == "greedy":
+        if self.pretrain_ == "greedy":
             for i in range(ae.n_layers):
                 def layer_loss(x, i=i):
                     with torch.no_grad():
@@ -642,7 +645,7 @@ class DECClustering(
         else:
             ae = Autoencoder(Xt.shape[1], self.hidden_layer_sizes, self.n_components, dropout=self.dropout)
             ae = ae.to(self.device_)
-            if self.pretrain == "end_to_end":
+            if self.pretrain_ == "end_to_end":
                 ae.dropout.p = 0.0
             history = self._pretrain(ae, Xt, augment, generator)
             encoder = Encoder(ae)
