@@ -18,7 +18,7 @@ from ._data import Rows, RowStore, StreamedArray
 from ._training import adam, batches
 from .nn.encoders import MLP, ConvEncoder, init_weights
 from .nn.heads import IICNet
-from .kmeans import kmeans, nearest
+from .kmeans import kmeans
 from .nn.losses import iic_joint, mutual_information, student_t_assignment
 from .consensus import fit_consensus
 from .self_labeling import fit_softmax, neighbor_vote
@@ -32,7 +32,7 @@ __all__ = ["IICClustering"]
 SMALL_IMAGE = 12
 
 #: optimizer steps per restart that ``max_epochs="auto"`` aims at, by ``selection``
-TRAINING_STEPS = {"lowest_loss": 2500, "consensus": 750, "kmeans": 750, "self_labeling": 650}
+TRAINING_STEPS = {"lowest_loss": 2500, "consensus": 750, "kmeans": 750, "self_labeling": 750}
 
 #: k-means restarts of ``selection="kmeans"`` and ``"self_labeling"``
 KMEANS_N_INIT = 10
@@ -111,12 +111,12 @@ class IICClustering(
     ==============  ===============================================  ===============
     parameter       images                                           tabular
     ==============  ===============================================  ===============
-    n_init          6                                                3
+    n_init          8                                                3
     selection       "self_labeling"                                  "lowest_loss"
     screen_steps    400                                              None
     perturbation    "elastic" up to 12 x 12 pixels, else "affine"    "tabular"
     overclustering  ``10 * n_clusters`` (at most ``n_samples``)      the same
-    max_epochs      about 650 optimizer steps (2 to 200 epochs);     about 2500
+    max_epochs      about 750 optimizer steps (2 to 200 epochs);     about 2500
                     2500 (10 to 200) with ``"lowest_loss"``          (10 to 200)
     ==============  ===============================================  ===============
 
@@ -140,7 +140,7 @@ class IICClustering(
         network (grouped convolutions, batched matrix products:
         :mod:`skmic.nn.stacked`), one optimizer step for all, each from its
         own seed; restart ``k`` is the training a single restart with its
-        seed would give. "auto": 6 for images, 3 for tabular data.
+        seed would give. "auto": 8 for images, 3 for tabular data.
     selection : {"auto", "self_labeling", "kmeans", "consensus", "lowest_loss"}, default="auto"
         What predicts: a classifier trained on the neighbour-voted k-means
         labels of the trunk features of the better half of the restarts,
@@ -190,10 +190,10 @@ class IICClustering(
     batch_size : int, default=32
         Samples per mini-batch (each with ``n_repeats`` perturbed copies).
     max_epochs : int or "auto", default="auto"
-        Epochs of the kept restarts. "auto" trains for about 650 optimizer
-        steps with "self_labeling" (``ceil(650 / steps_per_epoch)`` epochs, at
-        least 2 and at most 200: 12 epochs on scikit-learn's digits, 3 on
-        10,000 MNIST images), 750 with "kmeans" or "consensus", and about 2500 with ``"lowest_loss"`` (at least
+        Epochs of the kept restarts. "auto" trains for about 750 optimizer
+        steps with "self_labeling", "kmeans" or "consensus" (``ceil(750 / steps_per_epoch)`` epochs, at
+        least 2 and at most 200: 14 epochs on scikit-learn's digits, 3 on
+        10,000 MNIST images) and about 2500 with ``"lowest_loss"`` (at least
         10 and at most 200: 45 epochs on the digits, 200 on a table of 200
         rows).
     learning_rate : float, default=1e-3
@@ -207,9 +207,9 @@ class IICClustering(
         0: silent; 1: a progress bar per phase ("screening", "training",
         "k-means" or "consensus k-means", "inference" passes over ``X``),
         after a line saying which restarts train in it (numbered from 1:
-        ``restarts 1-6 of 6 train together``, then ``kept restarts 2, 5,
-        6 of 6`` and, with
-        screening, ``restarts 2, 5, 6 of 6 train on``; ``kept_restarts_``
+        ``restarts 1-8 of 8 train together``, then ``kept restarts 2, 5,
+        6, 7 of 8`` and, with
+        screening, ``restarts 2, 5, 6, 7 of 8 train on``; ``kept_restarts_``
         holds their indices from 0); 2: one line per epoch as well.
     warm_start : bool, default=False
         When True and the estimator is fitted, ``fit`` trains the fitted
@@ -440,7 +440,7 @@ class IICClustering(
         epochs = math.ceil(TRAINING_STEPS[selection] / self._steps_per_epoch(n))
         min_epochs = 10 if selection == "lowest_loss" else 2
         return dict(
-            n_init=3 if shape is None else 6,
+            n_init=3 if shape is None else 8,
             selection=selection,
             screen_steps=screen_steps,
             perturbation=perturbation,
@@ -535,7 +535,7 @@ class IICClustering(
         learned by a softmax classifier on the same features.
         """
         f = features.sample(SELF_LABEL_MAX_ROWS, generator)
-        labels = nearest(f, centers.to(f))[0]
+        labels = torch.cdist(f, centers.to(f)).argmin(1)
         # at most a quarter of an average cluster votes, so that small data keeps its clusters
         n_neighbors = min(SELF_LABEL_NEIGHBORS, len(f) // (4 * self.n_clusters))
         if n_neighbors >= 1:
