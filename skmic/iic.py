@@ -32,7 +32,7 @@ __all__ = ["IICClustering"]
 SMALL_IMAGE = 12
 
 #: optimizer steps per restart that ``max_epochs="auto"`` aims at, by ``selection``
-TRAINING_STEPS = {"lowest_loss": 2500, "consensus": 750, "kmeans": 750, "self_labeling": 560}
+TRAINING_STEPS = {"lowest_loss": 2500, "consensus": 750, "kmeans": 750, "self_labeling": 750}
 
 #: k-means restarts of ``selection="kmeans"`` and ``"self_labeling"``
 KMEANS_N_INIT = 10
@@ -47,8 +47,8 @@ SELF_LABEL_MAX_ROWS = 10000
 #: ``selection="kmeans"`` and ``"self_labeling"`` max-pool a conv trunk's last map to at most this many pixels a side
 KMEANS_MAP_SIZE = 2
 
-#: optimizer steps of the restarts' screening (images) that ``screen_steps="auto"`` aims at, by ``selection``
-SCREEN_STEPS = {"lowest_loss": 400, "consensus": 400, "kmeans": 400, "self_labeling": 200}
+#: optimizer steps of the restarts' screening that ``screen_steps="auto"`` aims at
+SCREEN_STEPS = 400
 
 
 class IICClustering(
@@ -113,12 +113,11 @@ class IICClustering(
     ==============  ===============================================  ===============
     n_init          8                                                3
     selection       "self_labeling"                                  "lowest_loss"
-    screen_steps    200 (400 with another ``selection``)             None
+    screen_steps    400                                              None
     perturbation    "elastic" up to 12 x 12 pixels, else "affine"    "tabular"
     overclustering  ``10 * n_clusters`` (at most ``n_samples``)      the same
-    max_epochs      about 560 optimizer steps (2 to 200 epochs);     about 2500
-                    750 with "kmeans" or "consensus", 2500           (10 to 200)
-                    (10 to 200) with ``"lowest_loss"``
+    max_epochs      about 750 optimizer steps (2 to 200 epochs);     about 2500
+                    2500 (10 to 200) with ``"lowest_loss"``          (10 to 200)
     ==============  ===============================================  ===============
 
     The user guide and the results page have the measurements behind these
@@ -153,9 +152,8 @@ class IICClustering(
         Screen the restarts: all ``n_init`` restarts train for about
         ``screen_steps`` optimizer steps (whole epochs, at least one), then
         only the kept ones (see ``selection``) train on to ``max_epochs``.
-        None trains every restart to ``max_epochs``. "auto": for images 200
-        steps with "self_labeling" and 400 with the other rules, None for
-        tabular data.
+        None trains every restart to ``max_epochs``. "auto": 400 steps for
+        images, None for tabular data.
     n_repeats : int, default=5
         Perturbed copies of each sample per mini-batch (the paper's 5).
     lamb : float, default=1.0
@@ -192,10 +190,10 @@ class IICClustering(
     batch_size : int, default=32
         Samples per mini-batch (each with ``n_repeats`` perturbed copies).
     max_epochs : int or "auto", default="auto"
-        Epochs of the kept restarts. "auto" trains for about 560 optimizer
-        steps with "self_labeling" (``ceil(560 / steps_per_epoch)`` epochs, at
-        least 2 and at most 200: 10 epochs on scikit-learn's digits, 2 on
-        10,000 MNIST images), 750 with "kmeans" or "consensus" and about 2500 with ``"lowest_loss"`` (at least
+        Epochs of the kept restarts. "auto" trains for about 750 optimizer
+        steps with "self_labeling", "kmeans" or "consensus" (``ceil(750 / steps_per_epoch)`` epochs, at
+        least 2 and at most 200: 14 epochs on scikit-learn's digits, 3 on
+        10,000 MNIST images) and about 2500 with ``"lowest_loss"`` (at least
         10 and at most 200: 45 epochs on the digits, 200 on a table of 200
         rows).
     learning_rate : float, default=1e-3
@@ -438,7 +436,7 @@ class IICClustering(
         selection = self.selection
         if selection == "auto":
             selection = "lowest_loss" if shape is None else "self_labeling"
-        screen_steps = None if shape is None else SCREEN_STEPS[selection]
+        screen_steps = None if shape is None else SCREEN_STEPS
         epochs = math.ceil(TRAINING_STEPS[selection] / self._steps_per_epoch(n))
         min_epochs = 10 if selection == "lowest_loss" else 2
         return dict(

@@ -262,14 +262,14 @@ def test_auto_defaults_follow_the_data(shape, perturbation):
     est = IICClustering(n_clusters=10)
     est.image_shape_ = shape
     est._resolve_defaults(np.zeros((1797, 64)))
-    # 56 steps an epoch: 2500 steps for one restart kept by its loss, 560 for self-labelling
+    # 56 steps an epoch: 2500 steps for one restart kept by its loss, 750 for a consensus
     assert (est.perturbation_, est.overclustering_) == (perturbation, 100)
-    expected = (3, "lowest_loss", None, 45) if shape is None else (8, "self_labeling", 200, 10)
+    expected = (3, "lowest_loss", None, 45) if shape is None else (8, "self_labeling", 400, 14)
     assert (est.n_init_, est.selection_, est.screen_steps_, est.max_epochs_) == expected
     est._resolve_defaults(np.zeros((50, 64)))
     assert (est.overclustering_, est.max_epochs_) == (50, 200)
     est._resolve_defaults(np.zeros((20000, 64)))  # 625 steps an epoch
-    assert est.max_epochs_ == (10 if shape is None else 2)  # 560 steps: at least 2 epochs
+    assert est.max_epochs_ == (10 if shape is None else 2)  # 750 steps: 2 epochs
     screened = IICClustering(n_clusters=10, selection="lowest_loss")
     screened.image_shape_ = shape
     screened._resolve_defaults(np.zeros((1797, 64)))
