@@ -350,6 +350,8 @@ def kmeans(
     >>> bool(labels[0] == labels[1]), bool(labels[0] != labels[2]), inertia
     (True, True, 1.0)
     """
+    if select not in ("inertia", "balance"):  # before any pass over the data
+        raise ValueError(f"select must be 'inertia' or 'balance', got {select!r}.")
     rows = X if isinstance(X, Rows) else Rows(X, X.device, dtype=X.dtype)
     (n, d), dtype, device = rows.shape, rows.dtype, rows.device
     # centring keeps the |x|^2 - 2 x.c + |c|^2 expansion accurate
@@ -407,8 +409,6 @@ def _select_restart(inertia, counts, select):
     """The kept restart: lowest ``inertia``, or (``select="balance"``) highest entropy of the ``counts``."""
     if select == "inertia":
         return int(inertia.argmin())
-    if select != "balance":
-        raise ValueError(f"select must be 'inertia' or 'balance', got {select!r}.")
     p = counts.double() / counts.sum(1, keepdim=True).clamp_min(1)
     entropy = -(p * p.clamp_min(1e-300).log()).sum(1).cpu()
     # the highest entropy; among restarts within float noise of it, the lowest inertia
