@@ -124,18 +124,18 @@ class DECClustering(
     clean data's targets (DEC-DA, Guo et al. 2018).
 
     Defaults chosen from the data (parameters left at "auto"; the fitted
-    values are ``selection_``, ``perturbation_``, ``rescale_input_``,
-    ``pretrain_``, ``pretrain_epochs_`` and ``max_epochs_``):
+    values are ``selection_``, ``perturbation_``, ``rescale_input_``, ``pretrain_``,
+    ``pretrain_epochs_`` and ``max_epochs_``):
 
-    ================  ==========================  ==========================
-    parameter         images                      tabular data
-    ================  ==========================  ==========================
-    perturbation      "shift-rotate" (DEC-DA)     None (DEC)
-    rescale_input     True                        False
-    pretrain          "greedy"                    "end_to_end"
-    pretrain_epochs   about 1600 steps a stage    about 1600 steps a stage
-    max_epochs        20,000 steps, <= 1000       20,000 steps, <= 1000
-    ================  ==========================  ==========================
+    ===============  ==========================  ==========================
+    parameter        images                      tabular data
+    ===============  ==========================  ==========================
+    perturbation     "shift-rotate" (DEC-DA)     None (DEC)
+    rescale_input    True                        False
+    pretrain         "greedy"                    "end_to_end"
+    pretrain_epochs  about 1600 steps a stage    about 1600 steps a stage
+    max_epochs       20,000 steps, <= 1000       20,000 steps, <= 1000
+    ===============  ==========================  ==========================
 
     The user guide's DEC page has the measurements behind these choices.
     The paper's DEC is ``perturbation=None, pretrain="greedy"``.
