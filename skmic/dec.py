@@ -124,21 +124,23 @@ class DECClustering(
     clean data's targets (DEC-DA, Guo et al. 2018).
 
     Defaults chosen from the data (parameters left at "auto"; the fitted
-    values are ``selection_``, ``perturbation_``, ``rescale_input_``, ``pretrain_``,
-    ``pretrain_epochs_`` and ``max_epochs_``):
+    values are ``selection_``, ``perturbation_``, ``rescale_input_``,
+    ``pretrain_``, ``kmeans_selection_``, ``pretrain_epochs_`` and ``max_epochs_``):
 
-    ===============  ==========================  ==========================
-    parameter        images                      tabular data
-    ===============  ==========================  ==========================
-    perturbation     "shift-rotate" (DEC-DA)     None (DEC)
-    rescale_input    True                        False
-    pretrain         "greedy"                    "end_to_end"
-    pretrain_epochs  about 1600 steps a stage    about 1600 steps a stage
-    max_epochs       20,000 steps, <= 1000       20,000 steps, <= 1000
-    ===============  ==========================  ==========================
+    ================  ==========================  ==========================
+    parameter         images                      tabular data
+    ================  ==========================  ==========================
+    perturbation      "shift-rotate" (DEC-DA)     None (DEC)
+    rescale_input     True                        False
+    pretrain          "greedy"                    "end_to_end"
+    kmeans_selection  "balance"                   "inertia"
+    pretrain_epochs   about 1600 steps a stage    about 1600 steps a stage
+    max_epochs        20,000 steps, <= 1000       20,000 steps, <= 1000
+    ================  ==========================  ==========================
 
     The user guide's DEC page has the measurements behind these choices.
-    The paper's DEC is ``perturbation=None, pretrain="greedy"``.
+    The paper's DEC is ``perturbation=None, kmeans_selection="inertia",
+    pretrain="greedy"``.
 
     Parameters
     ----------
@@ -192,12 +194,14 @@ class DECClustering(
         the centroids into soft assignments (the paper's alpha, 1).
     kmeans_n_init : int, default=20
         k-means restarts of the centroid initialisation.
-    kmeans_selection : {"inertia", "balance"}, default="inertia"
+    kmeans_selection : {"auto", "inertia", "balance"}, default="auto"
         Which of the ``kmeans_n_init`` k-means restarts initialises the
         centroids: "inertia", the lowest inertia (k-means' own rule, as in
         the paper); "balance", the most balanced cluster sizes (the highest
-        entropy of the sizes), for data whose classes have similar sizes
-        (the user guide's DEC page has the measurements).
+        entropy of the sizes), for data whose classes have similar sizes.
+        "auto": "balance" for images, "inertia" for tabular data, whose
+        classes are often unequal (the user guide's DEC page has the
+        measurements).
     n_init : int, default=1
         Independent runs of the whole method (pretraining, k-means
         initialisation, clustering phase), one after another, from new
@@ -316,7 +320,7 @@ class DECClustering(
         The trained encoder, in eval mode.
     image_shape_ : tuple of int or None
         ``image_shape`` as ``(C, H, W)``.
-    selection_, perturbation_, rescale_input_, pretrain_, pretrain_epochs_, max_epochs_
+    selection_, perturbation_, rescale_input_, pretrain_, kmeans_selection_, pretrain_epochs_, max_epochs_
         The values that ran: the parameters, with "auto" resolved.
     input_scale_ : float
         The constant the data is multiplied by (1.0 without
@@ -383,7 +387,7 @@ class DECClustering(
         "pretrained_encoder": [torch.nn.Module, None],
         "degrees_of_freedom": [Interval(numbers.Real, 0, None, closed="neither")],
         "kmeans_n_init": [Interval(numbers.Integral, 1, None, closed="left")],
-        "kmeans_selection": [StrOptions({"inertia", "balance"})],
+        "kmeans_selection": [StrOptions({"auto", "inertia", "balance"})],
         "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
         "selection": [StrOptions({"auto", "agreement", "compactness"})],
         "update_interval": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -412,7 +416,7 @@ class DECClustering(
         pretrained_encoder=None,
         degrees_of_freedom=1.0,
         kmeans_n_init=20,
-        kmeans_selection="inertia",
+        kmeans_selection="auto",
         n_init=1,
         selection="auto",
         update_interval=140,
@@ -469,6 +473,7 @@ class DECClustering(
             pretrain="greedy" if image else "end_to_end",
             pretrain_epochs=int(min(200, max(10, math.ceil(PRETRAIN_STEPS / steps_per_epoch)))),
             max_epochs=int(min(1000, math.ceil(CLUSTERING_STEPS / steps_per_epoch))),
+            kmeans_selection="balance" if image else "inertia",
         )
 
     def _check_fit_data(self, X):
@@ -552,7 +557,7 @@ class DECClustering(
                 )
             centers, _, _, _ = kmeans(
                 z, self.n_clusters, n_init=self.kmeans_n_init, generator=generator, verbose=self.verbose,
-                owner=type(self).__name__, select=self.kmeans_selection,
+                owner=type(self).__name__, select=self.kmeans_selection_,
             )
             runs.append(self._cluster(encoder, centers, Xt, augment, generator, []))
             runs[-1]["pretrain_history"] = pretrain_history

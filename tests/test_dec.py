@@ -294,14 +294,18 @@ def test_auto_defaults_follow_the_data():
     est = DECClustering(10)
     est.image_shape_ = (1, 8, 8)
     est._resolve_defaults(np.zeros((1797, 64)))
-    assert (est.perturbation_, est.rescale_input_, est.pretrain_, est.pretrain_epochs_) == ("shift-rotate", True, "greedy", 200)
+    assert (est.perturbation_, est.rescale_input_, est.pretrain_, est.pretrain_epochs_, est.kmeans_selection_) == (
+        "shift-rotate", True, "greedy", 200, "balance")
     est.image_shape_ = None
     est._resolve_defaults(np.zeros((10000, 64)))
-    assert (est.perturbation_, est.rescale_input_, est.pretrain_, est.pretrain_epochs_) == (None, False, "end_to_end", 40)
-    paper = DECClustering(10, perturbation=None, rescale_input=False, pretrain="end_to_end", pretrain_epochs=7)
+    assert (est.perturbation_, est.rescale_input_, est.pretrain_, est.pretrain_epochs_, est.kmeans_selection_) == (
+        None, False, "end_to_end", 40, "inertia")
+    paper = DECClustering(10, perturbation=None, rescale_input=False, pretrain="end_to_end", pretrain_epochs=7,
+                          kmeans_selection="inertia")
     paper.image_shape_ = (1, 8, 8)
     paper._resolve_defaults(np.zeros((1797, 64)))
-    assert (paper.perturbation_, paper.rescale_input_, paper.pretrain_, paper.pretrain_epochs_) == (None, False, "end_to_end", 7)
+    assert (paper.perturbation_, paper.rescale_input_, paper.pretrain_, paper.pretrain_epochs_,
+            paper.kmeans_selection_) == (None, False, "end_to_end", 7, "inertia")
 
 
 def test_kmeans_selection_picks_the_initial_centroids():
