@@ -8,6 +8,7 @@ nothing here knows about scikit-learn.
 import torch
 from torch import nn
 
+from .small_conv import SmallMapConv2d
 from .stacked import linear
 
 __all__ = ["ConvEncoder", "FeatureTokens", "LocalGlobalEncoder", "MLP", "image_batch", "init_weights"]
@@ -52,6 +53,9 @@ class ConvEncoder(nn.Module):
 
     Each block is followed by a 2x2 max-pool while the map is at least 4x4,
     so 8x8 inputs (scikit-learn's digits) and 28x28 inputs (MNIST) both work.
+    Convolutions on maps of a few pixels run as matrix products
+    (:class:`~skmic.nn.small_conv.SmallMapConv2d`; the same function, faster
+    on the CPU).
     After the blocks the map is flattened (``out_features``); the last map is
     available from :meth:`feature_map` (Deep InfoMax's local features).
 
@@ -78,7 +82,7 @@ class ConvEncoder(nn.Module):
         blocks = []
         for i, width in enumerate(channels):
             blocks += [
-                nn.Conv2d(restarts * c, restarts * width, 3, padding=1, bias=False, groups=restarts),
+                SmallMapConv2d(restarts * c, restarts * width, 3, padding=1, bias=False, groups=restarts),
                 nn.BatchNorm2d(restarts * width),
                 nn.ReLU(inplace=True),
             ]
