@@ -14,6 +14,8 @@ state dicts, initialisation and stacking (:mod:`skmic.nn.stacked`) are
 unchanged; outputs equal the convolution's up to float rounding.
 """
 
+import functools
+
 import torch
 from torch import nn
 
@@ -27,8 +29,13 @@ __all__ = ["SmallMapConv2d", "DENSE_MAX_PIXELS"]
 DENSE_MAX_PIXELS = 4
 
 
+@functools.lru_cache(maxsize=32)
 def _tap_index(height, width, kernel_size, padding, device):
-    """``(P, P)`` kernel tap of output pixel p from input pixel q, ``kh * kw`` where none."""
+    """``(P, P)`` kernel tap of output pixel p from input pixel q, ``kh * kw`` where none.
+
+    Cached: every training step asks for the same few map sizes, and the
+    index is only read.
+    """
     kh, kw = kernel_size
     y, x = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij")
     y, x = y.reshape(-1), x.reshape(-1)
