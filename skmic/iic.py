@@ -31,6 +31,9 @@ __all__ = ["IICClustering"]
 #: perturbation by default, larger ones the affine one (see IICClustering)
 SMALL_IMAGE = 12
 
+#: the perturbation of tabular data by default: a row's view is one of its nearest rows, with noise
+TABLE_PERTURBATION = ("neighbors", "tabular")
+
 #: optimizer steps per restart that ``max_epochs="auto"`` aims at, by ``selection``
 TRAINING_STEPS = {"lowest_loss": 2500, "consensus": 750, "kmeans": 750, "self_labeling": 750}
 
@@ -108,17 +111,25 @@ class IICClustering(
     values are ``n_init_``, ``selection_``, ``screen_steps_``,
     ``perturbation_``, ``overclustering_`` and ``max_epochs_``):
 
-    ==============  ===============================================  ===============
+    ==============  ===============================================  ==========================
     parameter       images                                           tabular
-    ==============  ===============================================  ===============
+    ==============  ===============================================  ==========================
     n_init          8                                                3
-    selection       "self_labeling"                                  "lowest_loss"
+    selection       "self_labeling"                                  "self_labeling"
     screen_steps    400                                              None
-    perturbation    "elastic" up to 12 x 12 pixels, else "affine"    "tabular"
+    perturbation    "elastic" up to 12 x 12 pixels, else "affine"    ``["neighbors", "tabular"]``
     overclustering  ``10 * n_clusters`` (at most ``n_samples``)      the same
-    max_epochs      about 750 optimizer steps (2 to 200 epochs);     about 2500
-                    2500 (10 to 200) with ``"lowest_loss"``          (10 to 200)
-    ==============  ===============================================  ===============
+    max_epochs      about 750 optimizer steps (2 to 200 epochs);     the same
+                    2500 (10 to 200) with ``"lowest_loss"``
+    ==============  ===============================================  ==========================
+
+    On tables a row's view is one of its 10 nearest rows of the data (in
+    standardised features) with noise on top: SCAN's neighbour pairs
+    (Van Gansbeke et al., 2020), not the IIC paper's, which perturbs images
+    only. Pairs of neighbours can be satisfied by a clustering that cuts
+    the neighbour graph in the wrong place; the restarts, k-means on their
+    features and the neighbours' vote of ``"self_labeling"`` correct that
+    (with ``"lowest_loss"`` they merged two of four Gaussian blobs).
 
     The user guide and the results page have the measurements behind these
     choices.
@@ -146,8 +157,8 @@ class IICClustering(
         labels of the trunk features of the better half of the restarts,
         those k-means labels themselves, the consensus of their main
         sub-heads, or the single sub-head of the lowest loss (see above).
-        "auto": "self_labeling" for images (the most reliable over seeds
-        and thread counts on the digits), "lowest_loss" for tabular data.
+        "auto": "self_labeling" (the most reliable over seeds and thread
+        counts on the digits, flat or as images, and on pendigits).
     screen_steps : int, "auto" or None, default="auto"
         Screen the restarts: all ``n_init`` restarts train for about
         ``screen_steps`` optimizer steps (whole epochs, at least one), then
@@ -430,12 +441,10 @@ class IICClustering(
     def _auto_defaults(self, X):
         n, shape = X.shape[0], self.image_shape_
         if shape is None:
-            perturbation = "tabular"
+            perturbation = list(TABLE_PERTURBATION)
         else:
             perturbation = "elastic" if max(shape[1:]) <= SMALL_IMAGE else "affine"
-        selection = self.selection
-        if selection == "auto":
-            selection = "lowest_loss" if shape is None else "self_labeling"
+        selection = "self_labeling" if self.selection == "auto" else self.selection
         screen_steps = None if shape is None else SCREEN_STEPS
         epochs = math.ceil(TRAINING_STEPS[selection] / self._steps_per_epoch(n))
         min_epochs = 10 if selection == "lowest_loss" else 2

@@ -97,8 +97,8 @@ def test_restart_k_of_a_batched_fit_is_the_lone_fit_with_its_seed(digits, image)
     )
     est.image_shape_, est.device_ = (1, 8, 8) if image else None, torch.device("cpu")
     est._resolve_defaults(X)
-    g = make_perturbation(est.perturbation_, est.image_shape_)
     Xt = torch.tensor(X, dtype=torch.float64)
+    g = make_perturbation(est.perturbation_, est.image_shape_, data=Rows(Xt, "cpu", torch.float64))
     seeds = [11, 22, 33]
     # float64 throughout, so that the summation orders of grouped and lone
     # kernels differ by 1e-16, not by the 1e-7 that Adam amplifies in float32
