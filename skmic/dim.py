@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
-from ._base import CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, StrOptions, check_layer_sizes
+from ._base import CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, StrOptions, auto_conv_channels, check_layer_sizes
 from ._training import batches, continue_history, train
 from .nn.critics import GlobalCritic, LocalCritic, PriorDiscriminator, grad_reverse
 from .nn.encoders import LocalGlobalEncoder, init_weights
@@ -55,7 +55,8 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
     Defaults chosen from the data (parameters left at "auto"; the fitted
     values are ``perturbation_``, ``global_weight_``, ``local_weight_``,
-    ``prior_weight_``, ``batch_size_`` and ``standardize_``):
+    ``prior_weight_``, ``batch_size_``, ``standardize_`` and
+    ``conv_channels_``):
 
     =============  ==========================  =====================
     parameter      images                      tabular data
@@ -66,6 +67,8 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     prior_weight   0                           0.1
     batch_size     128                         64
     standardize    True                        False
+    conv_channels  (32, 64, 128) up to 12 x 12  (no conv trunk)
+                   pixels, else (16, 32, 64)
     =============  ==========================  =====================
 
     For images that is the multi-view, global-only objective whose codes,
@@ -101,9 +104,11 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         ``(n, H, W)`` or ``(n, C, H, W)`` (channels first; transpose
         channels-last photos) need no ``image_shape``: it is read from
         ``X`` (``image_shape_``).
-    conv_channels : tuple of int, default=(32, 64, 128)
+    conv_channels : tuple of int or "auto", default="auto"
         Widths of the conv blocks of the image encoder (the last block's
         map is ``M``); the small VGG-like trunk of :class:`IICClustering`.
+        "auto": (32, 64, 128) on images up to 12 x 12 pixels, (16, 32, 64)
+        on larger ones, as in :class:`IICClustering`.
     hidden_layer_sizes : tuple of int, default=(512,)
         Layers between the local map and the code.
     token_channels : int, default=16
@@ -175,7 +180,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     n_iter_ : int
         Epochs run.
     image_shape_ : tuple of int or None
-    perturbation_, global_weight_, local_weight_, prior_weight_, batch_size_, standardize_
+    perturbation_, global_weight_, local_weight_, prior_weight_, batch_size_, standardize_, conv_channels_
         The values that ran: the parameters, with "auto" resolved.
     code_mean_, code_scale_ : ndarray of shape (n_components,) or None
         Mean and standard deviation (1 for a constant component) of the
@@ -229,7 +234,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         "prior_weight": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
         "batch_size": [Interval(numbers.Integral, 2, None, closed="left"), StrOptions({"auto"})],
         "image_shape": [tuple, list, None],
-        "conv_channels": [tuple, list],
+        "conv_channels": [tuple, list, StrOptions({"auto"})],
         "hidden_layer_sizes": [tuple, list],
         "token_channels": [Interval(numbers.Integral, 1, None, closed="left")],
         "critic_dim": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -252,7 +257,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         local_weight="auto",
         prior_weight="auto",
         image_shape=None,
-        conv_channels=(32, 64, 128),
+        conv_channels="auto",
         hidden_layer_sizes=(512,),
         token_channels=16,
         perturbation="auto",
@@ -298,6 +303,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     def _auto_defaults(self, X):
         image = self.image_shape_ is not None
         return dict(
+            conv_channels=auto_conv_channels(self.image_shape_),
             perturbation=["elastic", "affine"] if image else None,
             global_weight=1.0 if image else 0.0,
             local_weight=0.0 if image else 1.0,
@@ -307,8 +313,8 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         )
 
     def _check_fit_data(self, X):
-        for name in ("conv_channels", "hidden_layer_sizes"):
-            check_layer_sizes(name, getattr(self, name))
+        check_layer_sizes("conv_channels", self.conv_channels_ or ())
+        check_layer_sizes("hidden_layer_sizes", self.hidden_layer_sizes)
         if self.global_weight_ == 0 and self.local_weight_ == 0:
             raise ValueError("global_weight and local_weight are both 0: there is no mutual information to maximise.")
 
@@ -334,7 +340,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
     def _fit(self, X):
         encoder = LocalGlobalEncoder(
-            X.shape[1], self.n_components, image_shape=self.image_shape_, conv_channels=self.conv_channels,
+            X.shape[1], self.n_components, image_shape=self.image_shape_, conv_channels=self.conv_channels_,
             token_channels=self.token_channels, hidden=self.hidden_layer_sizes,
         )
         self._train_network(init_weights(_DIMNetwork(encoder, self.critic_dim)).to(self.device_), X, [])

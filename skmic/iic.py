@@ -11,7 +11,8 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, Transfor
 
 from . import _distributed as distributed
 from ._base import (
-    CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, check_layer_sizes,
+    CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, SoftClusterMixin, StrOptions, auto_conv_channels,
+    check_layer_sizes, is_small_image,
 )
 from ._restarts import Restarts
 from ._data import Rows, RowStore, StreamedArray
@@ -26,10 +27,6 @@ from .nn.stacked import restart_seeds, stack_inputs
 from .perturbations import PERTURBATIONS, check_perturbation, make_perturbation
 
 __all__ = ["IICClustering"]
-
-#: images whose larger side has at most this many pixels get the elastic
-#: perturbation by default, larger ones the affine one (see IICClustering)
-SMALL_IMAGE = 12
 
 #: the perturbation of tabular data by default: a row's view is one of its nearest rows, with noise
 TABLE_PERTURBATION = ("neighbors", "tabular")
@@ -109,7 +106,8 @@ class IICClustering(
 
     Defaults chosen from the data (parameters left at "auto"; the fitted
     values are ``n_init_``, ``selection_``, ``screen_steps_``,
-    ``perturbation_``, ``overclustering_`` and ``max_epochs_``):
+    ``perturbation_``, ``conv_channels_``, ``overclustering_`` and
+    ``max_epochs_``):
 
     ==============  ===============================================  ==========================
     parameter       images                                           tabular
@@ -118,6 +116,8 @@ class IICClustering(
     selection       "self_labeling"                                  "self_labeling"
     screen_steps    400                                              None
     perturbation    "elastic" up to 12 x 12 pixels, else "affine"    ``["neighbors", "tabular"]``
+    conv_channels   (32, 64, 128) up to 12 x 12 pixels, else         (no conv trunk)
+                    (16, 32, 64)
     overclustering  ``10 * n_clusters`` (at most ``n_samples``)      the same
     max_epochs      about 750 optimizer steps (2 to 200 epochs);     the same
                     2500 (10 to 200) with ``"lowest_loss"``
@@ -181,8 +181,10 @@ class IICClustering(
         The trunk: "auto" is a small VGG-like conv net for images and an MLP
         for tabular data; "mlp" also works on images (faster on a CPU;
         the image perturbations still apply).
-    conv_channels : tuple of int, default=(32, 64, 128)
-        Widths of the conv blocks (conv encoder).
+    conv_channels : tuple of int or "auto", default="auto"
+        Widths of the conv blocks (conv encoder). "auto": (32, 64, 128) on
+        images up to 12 x 12 pixels, (16, 32, 64) on larger ones (see the
+        table above).
     hidden_layer_sizes : tuple of int, default=(256, 256)
         Widths of the MLP layers (MLP encoder).
     perturbation : str, callable or list, default="auto"
@@ -284,7 +286,7 @@ class IICClustering(
         kept restarts side by side (:mod:`skmic.nn.stacked`); in eval mode.
     image_shape_ : tuple of int or None
         ``image_shape`` as ``(C, H, W)``, or the shape of image input.
-    n_init_, selection_, screen_steps_, perturbation_, overclustering_, max_epochs_
+    n_init_, selection_, screen_steps_, perturbation_, conv_channels_, overclustering_, max_epochs_
         The values that ran: the parameters, with "auto" resolved.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
@@ -357,7 +359,7 @@ class IICClustering(
         "lamb": [Interval(numbers.Real, 0, None, closed="neither")],
         "image_shape": [tuple, list, None],
         "encoder": [StrOptions({"auto", "conv", "mlp"})],
-        "conv_channels": [tuple, list],
+        "conv_channels": [tuple, list, StrOptions({"auto"})],
         "hidden_layer_sizes": [tuple, list],
         "perturbation": [StrOptions(set(PERTURBATIONS)), callable, list, tuple],
         "head_training": [StrOptions({"alternate", "joint"})],
@@ -382,7 +384,7 @@ class IICClustering(
         lamb=1.0,
         image_shape=None,
         encoder="auto",
-        conv_channels=(32, 64, 128),
+        conv_channels="auto",
         hidden_layer_sizes=(256, 256),
         perturbation="auto",
         head_training="joint",
@@ -431,11 +433,11 @@ class IICClustering(
                 f"overclustering={self.overclustering} is larger than n_samples={n}; "
                 "use a smaller value, 'auto' or 0."
             )
-        for name in ("conv_channels", "hidden_layer_sizes"):
-            check_layer_sizes(name, getattr(self, name))
+        check_layer_sizes("conv_channels", self.conv_channels_ or ())
+        check_layer_sizes("hidden_layer_sizes", self.hidden_layer_sizes)
         if self.encoder == "conv" and self.image_shape_ is None:
             raise ValueError("encoder='conv' needs image_shape=(C, H, W) or (H, W).")
-        if self.image_shape_ is not None and len(self.conv_channels) == 0:
+        if self.image_shape_ is not None and len(self.conv_channels_) == 0:
             raise ValueError("conv_channels must hold at least one width for images.")
 
     def _auto_defaults(self, X):
@@ -443,12 +445,13 @@ class IICClustering(
         if shape is None:
             perturbation = list(TABLE_PERTURBATION)
         else:
-            perturbation = "elastic" if max(shape[1:]) <= SMALL_IMAGE else "affine"
+            perturbation = "elastic" if is_small_image(shape) else "affine"
         selection = "self_labeling" if self.selection == "auto" else self.selection
         screen_steps = None if shape is None else SCREEN_STEPS
         epochs = math.ceil(TRAINING_STEPS[selection] / self._steps_per_epoch(n))
         min_epochs = 10 if selection == "lowest_loss" else 2
         return dict(
+            conv_channels=auto_conv_channels(shape),
             n_init=3 if shape is None else 8,
             selection=selection,
             screen_steps=screen_steps,
@@ -462,7 +465,7 @@ class IICClustering(
 
     def _build_network(self, n_features, n_samples, restarts=1):
         if self.image_shape_ is not None and self.encoder != "mlp":
-            trunk = ConvEncoder(self.image_shape_, self.conv_channels, restarts=restarts)
+            trunk = ConvEncoder(self.image_shape_, self.conv_channels_, restarts=restarts)
         else:
             trunk = MLP(n_features, self.hidden_layer_sizes, restarts=restarts)
         net = IICNet(trunk, self.n_clusters, self.n_heads, self.overclustering_, restarts=restarts)

@@ -138,6 +138,13 @@ def test_auto_defaults_follow_the_data(digits):
     assert (paper.perturbation_, paper.global_weight_, paper.local_weight_, paper.prior_weight_, paper.batch_size_,
             paper.standardize_) == (None, 0.0, 1.0, 0.1, 16, False)
     assert paper.get_params()["global_weight"] == 0.0 and images.get_params()["global_weight"] == "auto"
+    # conv_channels="auto": the wider trunk on small images, the narrower one above 12 x 12 pixels, none on tables
+    for shape, widths in [((1, 8, 8), (32, 64, 128)), ((1, 28, 28), (16, 32, 64)), (None, None)]:
+        est = DeepInfoMaxEmbedder()
+        est.image_shape_ = shape
+        est._resolve_defaults(None)
+        assert est.conv_channels_ == widths and est.conv_channels == "auto"
+    assert images.conv_channels_ == (4,)
 
 
 def test_standardized_codes_are_the_raw_codes_scaled_by_their_training_statistics(digits):

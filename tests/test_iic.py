@@ -265,6 +265,9 @@ def test_auto_defaults_follow_the_data(shape, perturbation):
     est._resolve_defaults(np.zeros((1797, 64)))
     # 56 steps an epoch: 750 steps for self-labelling, 2500 for one restart kept by its loss
     assert (est.perturbation_, est.overclustering_) == (perturbation, 100)
+    # the narrower trunk above 12 x 12 pixels; tables have none
+    assert est.conv_channels_ == {None: None, 8: (32, 64, 128), 12: (32, 64, 128), 28: (16, 32, 64)}[
+        shape and shape[1]]
     expected = (3, "self_labeling", None, 14) if shape is None else (8, "self_labeling", 400, 14)
     assert (est.n_init_, est.selection_, est.screen_steps_, est.max_epochs_) == expected
     est._resolve_defaults(np.zeros((50, 64)))
@@ -275,10 +278,11 @@ def test_auto_defaults_follow_the_data(shape, perturbation):
     screened.image_shape_ = shape
     screened._resolve_defaults(np.zeros((1797, 64)))
     assert (screened.screen_steps_, screened.max_epochs_) == (None if shape is None else 400, 45)
-    chosen = IICClustering(n_clusters=10, perturbation="affine", overclustering=0, max_epochs=3)
+    chosen = IICClustering(n_clusters=10, perturbation="affine", overclustering=0, max_epochs=3, conv_channels=(4, 8))
     chosen.image_shape_ = shape
     chosen._resolve_defaults(np.zeros((1797, 64)))
     assert (chosen.perturbation_, chosen.overclustering_, chosen.max_epochs_) == ("affine", 0, 3)
+    assert chosen.conv_channels_ == (4, 8)
 
 
 def test_fitted_defaults_are_shown(digits):
