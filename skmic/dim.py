@@ -67,7 +67,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     prior_weight   0                           0.1
     batch_size     128                         64
     standardize    True                        False
-    conv_channels  (32, 64, 128) up to 12 x 12  (no conv trunk)
+    conv_channels  (32, 64, 128) to 12 x 12     (no conv trunk)
                    pixels, else (16, 32, 64)
     =============  ==========================  =====================
 
