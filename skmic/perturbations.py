@@ -430,13 +430,15 @@ class NeighborPerturbation:
         return cls(rows.sample(cls.MAX_REFERENCE_ROWS, torch.Generator().manual_seed(0)), n_neighbors)
 
     def __call__(self, x, generator=None):
-        z = (x - self._mean.to(x.dtype)) / self._std.to(x.dtype)
+        # each distinct row is searched once: IIC passes every sample n_repeats times
+        rows, inverse = torch.unique(x, dim=0, return_inverse=True)
+        z = (rows - self._mean.to(x.dtype)) / self._std.to(x.dtype)
         ref = self._z.to(x.dtype)
         distances = z.pow(2).sum(1, keepdim=True) - 2 * z @ ref.T + self._sq.to(x.dtype)
         k = min(self.n_neighbors, len(ref) - 1)
         nearest = distances.topk(k + 1, dim=1, largest=False).indices[:, 1:]  # the nearest is the row itself
         pick = torch.randint(k, (len(x),), generator=generator, device=x.device)
-        return self.reference[nearest[torch.arange(len(x), device=x.device), pick]].to(x.dtype)
+        return self.reference[nearest[inverse, pick]].to(x.dtype)
 
     def __repr__(self):
         return f"NeighborPerturbation(n_reference={len(self.reference)}, n_neighbors={self.n_neighbors})"
