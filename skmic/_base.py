@@ -102,7 +102,7 @@ def auto_conv_channels(image_shape):
     (32, 64, 128) on small images (scikit-learn's 8 x 8 digits), (16, 32,
     64) on larger ones: a step of a conv trunk costs in proportion to the
     pixels times the squared widths, and on the 28 x 28 MNIST images the
-    narrower trunk clustered as well as the wider one in a quarter of the
+    narrower trunk clustered as well as the wider one in a third of the
     time (the IIC and DIM user guides have the measurements).
     """
     if image_shape is None:
