@@ -7,14 +7,20 @@ import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
-from ._base import CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, StrOptions, auto_conv_channels, check_layer_sizes
+from ._base import (
+    CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, StrOptions, auto_conv_channels, check_layer_sizes, is_small_image,
+)
 from ._training import batches, continue_history, train
 from .nn.critics import GlobalCritic, LocalCritic, PriorDiscriminator, grad_reverse
 from .nn.encoders import LocalGlobalEncoder, init_weights
 from .nn.losses import MI_ESTIMATORS, prior_matching_loss
+from .nn.stacked import restart_seeds
 from .perturbations import PERTURBATIONS, check_perturbation, make_perturbation
 
 __all__ = ["DeepInfoMaxEmbedder"]
+
+#: n_estimators="auto" on small images (up to 12 x 12 pixels)
+ENSEMBLE_SIZE = 4
 
 
 class _DIMNetwork(torch.nn.Module):
@@ -25,6 +31,18 @@ class _DIMNetwork(torch.nn.Module):
         self.local_critic = LocalCritic(encoder.channels, d, critic_dim)
         self.global_critic = GlobalCritic(encoder.n_locations * encoder.channels, d, critic_dim)
         self.discriminator = PriorDiscriminator(d)
+
+
+class _DIMEnsemble(torch.nn.Module):
+    """``n_estimators`` independent DIM networks (``members``); the code of a sample is theirs side by side."""
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+
+    def codes(self, x):
+        """The members' codes of the batch ``x``, concatenated: (n, n_estimators * n_components)."""
+        return torch.cat([member.encoder(x)[1] for member in self.members], 1)
 
 
 def code_statistics(Y):
@@ -40,6 +58,25 @@ def code_statistics(Y):
     return mean, np.where(scale > 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0), scale, 1.0)
 
 
+def principal_axes(Y, n_components):
+    """The ``n_components`` principal axes of the rows of ``Y`` (centred), as rows: (n_components, n_features).
+
+    The first has the largest variance; each axis's sign is fixed so that
+    its largest entry in absolute value is positive (the same axes for the
+    same ``Y``, whatever the SVD routine returns).
+
+    >>> import numpy as np
+    >>> from skmic.dim import principal_axes
+    >>> principal_axes(np.array([[1.0, 2.0], [-1.0, -2.0], [3.0, 6.0]]), 1).round(3)
+    array([[0.447, 0.894]])
+    """
+    Y = np.asarray(Y, dtype=np.float64)
+    _, _, vt = np.linalg.svd(Y - Y.mean(0), full_matrices=False)
+    axes = vt[:n_components]
+    signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(1)])
+    return axes * signs[:, None]
+
+
 class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseDeepEstimator):
     """Deep InfoMax (Hjelm et al., ICLR 2019): representations by maximising MI.
 
@@ -51,16 +88,21 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     ``local_weight``), with the other samples of the mini-batch as negatives, and
     makes ``sigmoid(Y)`` look like samples of a uniform prior (weight
     ``prior_weight``) through an adversarial discriminator. ``transform`` returns
-    ``Y``, ready for k-means or any other estimator.
+    ``Y``, ready for k-means or any other estimator. With ``n_estimators``
+    above 1, that many such networks train side by side from their own
+    seeds, and ``transform`` returns their codes side by side, projected on
+    their ``n_components`` principal axes.
 
     Defaults chosen from the data (parameters left at "auto"; the fitted
-    values are ``perturbation_``, ``global_weight_``, ``local_weight_``,
-    ``prior_weight_``, ``batch_size_``, ``standardize_`` and
-    ``conv_channels_``):
+    values are ``n_estimators_``, ``perturbation_``, ``global_weight_``,
+    ``local_weight_``, ``prior_weight_``, ``batch_size_``, ``standardize_``
+    and ``conv_channels_``):
 
     =============  ==========================  =====================
     parameter      images                      tabular data
     =============  ==========================  =====================
+    n_estimators   4 to 12 x 12 pixels,        1
+                   else 1
     perturbation   ``["elastic", "affine"]``   None
     global_weight  1                           0
     local_weight   0                           1
@@ -88,7 +130,19 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     Parameters
     ----------
     n_components : int, default=64
-        Size of the code ``Y``.
+        Size of the code ``Y`` of each network, and of the output of
+        ``transform``.
+    n_estimators : int or "auto", default="auto"
+        Networks (encoder, critics, discriminator) trained independently,
+        side by side in one training loop, each from its own seed (its
+        initialisation, mini-batches and perturbations; the first is the fit
+        with a single network). ``transform`` puts their codes (each
+        standardised when ``standardize``) side by side and projects them on
+        their ``n_components`` principal axes over the training data
+        (``components_``). One network's code may group the data well or
+        not, depending on its seed; the principal axes of several keep
+        what they agree on. Costs ``n_estimators`` times one network's
+        training. "auto": see the table above.
     mi_estimator : {"jsd", "infonce", "dv"}, default="jsd"
         Mutual-information estimator: Jensen-Shannon, InfoNCE or
         Donsker-Varadhan.
@@ -161,10 +215,10 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         line per epoch as well.
     warm_start : bool, default=False
         When True and the estimator is fitted, ``fit`` trains the fitted
-        network (encoder, critics and discriminator) for ``max_epochs``
+        networks (encoders, critics and discriminators) for ``max_epochs``
         more epochs on ``X`` instead of starting over, with a fresh Adam
         optimizer. ``X`` must have the fitted features, and the parameters
-        that shape the network (``n_components``, ``conv_channels``,
+        that shape the networks (``n_components``, ``n_estimators``, ``conv_channels``,
         ``hidden_layer_sizes``, ``token_channels``, ``critic_dim``) their
         fitted values. ``n_iter_`` and ``history_`` go on counting.
     callbacks : list of callable, default=None
@@ -176,18 +230,24 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     Attributes
     ----------
     network_ : torch.nn.Module
-        Encoder, critics and discriminator (eval mode).
+        The networks, in eval mode: ``network_.members[k]`` holds the
+        ``encoder``, critics and ``discriminator`` of network ``k``.
     history_ : list of dict
         Per-epoch training loss.
     n_iter_ : int
         Epochs run.
     image_shape_ : tuple of int or None
-    perturbation_, global_weight_, local_weight_, prior_weight_, batch_size_, standardize_, conv_channels_
+    n_estimators_, perturbation_, global_weight_, local_weight_, prior_weight_, batch_size_, standardize_, conv_channels_
         The values that ran: the parameters, with "auto" resolved.
-    code_mean_, code_scale_ : ndarray of shape (n_components,) or None
+    code_mean_, code_scale_ : ndarray of shape (n_codes,) or None
         Mean and standard deviation (1 for a constant component) of the
         raw code over the training data, which ``transform`` standardises
-        with; None when ``standardize_`` is False.
+        with; None when ``standardize_`` is False. ``n_codes`` is
+        ``n_estimators_ * n_components``: the networks' codes side by side.
+    components_ : ndarray of shape (n_components, n_codes) or None
+        The principal axes (rows, largest variance first) of the networks'
+        codes side by side over the training data, which ``transform``
+        projects on; None for a single network.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
     device_ : torch.device
@@ -230,6 +290,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     _parameter_constraints = {
         **BaseDeepEstimator._parameter_constraints,
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_estimators": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "mi_estimator": [StrOptions(set(MI_ESTIMATORS))],
         "global_weight": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
         "local_weight": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
@@ -247,13 +308,14 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     }
 
     _network_params = (
-        "n_components", "conv_channels", "hidden_layer_sizes", "token_channels", "critic_dim",
+        "n_components", "n_estimators", "conv_channels", "hidden_layer_sizes", "token_channels", "critic_dim",
     )
 
     def __init__(
         self,
         n_components=64,
         *,
+        n_estimators="auto",
         mi_estimator="jsd",
         global_weight="auto",
         local_weight="auto",
@@ -276,6 +338,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         callbacks=None,
     ):
         self.n_components = n_components
+        self.n_estimators = n_estimators
         self.mi_estimator = mi_estimator
         self.global_weight = global_weight
         self.local_weight = local_weight
@@ -305,6 +368,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     def _auto_defaults(self, X):
         image = self.image_shape_ is not None
         return dict(
+            n_estimators=ENSEMBLE_SIZE if image and is_small_image(self.image_shape_) else 1,
             conv_channels=auto_conv_channels(self.image_shape_),
             perturbation=["elastic", "affine"] if image else None,
             global_weight=1.0 if image else 0.0,
@@ -340,42 +404,69 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             loss = loss + self.local_weight_ * estimate(net.local_critic(local, code))
         return loss, code
 
+    def _member_seeds(self):
+        """The seed of every member: the fit's own seed first, so that one member is the plain fit."""
+        return restart_seeds(torch.initial_seed(), self.n_estimators_)
+
     def _fit(self, X):
-        encoder = LocalGlobalEncoder(
-            X.shape[1], self.n_components, image_shape=self.image_shape_, conv_channels=self.conv_channels_,
-            token_channels=self.token_channels, hidden=self.hidden_layer_sizes,
-        )
-        self._train_network(init_weights(_DIMNetwork(encoder, self.critic_dim)).to(self.device_), X, [])
+        members, seeds = [], self._member_seeds()
+        for seed in seeds:  # each member initialised as a lone fit with its seed would be
+            torch.manual_seed(seed)
+            encoder = LocalGlobalEncoder(
+                X.shape[1], self.n_components, image_shape=self.image_shape_, conv_channels=self.conv_channels_,
+                token_channels=self.token_channels, hidden=self.hidden_layer_sizes,
+            )
+            members.append(init_weights(_DIMNetwork(encoder, self.critic_dim)))
+        self._train_network(_DIMEnsemble(members).to(self.device_), X, [], seeds)
 
     def _fit_warm(self, X):
-        self._train_network(copy.deepcopy(self.network_), X, self.history_)
+        self._train_network(copy.deepcopy(self.network_), X, self.history_, self._member_seeds())
 
-    def _train_network(self, net, X, history):
-        """Train ``net`` for ``max_epochs`` epochs after ``history``; set the fitted attributes."""
+    def _train_network(self, net, X, history, seeds):
+        """Train ``net`` for ``max_epochs`` epochs after ``history``; set the fitted attributes.
+
+        Member ``k`` draws its mini-batches, perturbations, locations and
+        prior samples from a generator of its own seed ``seeds[k]`` only, and its loss
+        depends on its own weights only: the members train together as they
+        would one after another (one optimizer step minimises the sum of
+        their losses, and Adam updates every parameter on its own).
+        """
         Xt = self._rows(X)
-        generator = self._make_generator()
+        generators = [torch.Generator(self.device_).manual_seed(seed) for seed in seeds]
         optimizer = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
         g = self._perturbation()
         if g is not None:
-            check_perturbation(g, Xt.slice(0, 8), generator)
+            for generator in generators:
+                check_perturbation(g, Xt.slice(0, 8), generator)
 
-        def step(idx, phase):
+        def member_loss(member, idx, generator):
             x = Xt.rows(idx)
-            loss, code = self._mi_loss(net, x, generator, None if g is None else g(x, generator))
+            loss, code = self._mi_loss(member, x, generator, None if g is None else g(x, generator))
             if self.prior_weight_:
                 prior = torch.rand(code.shape, generator=generator, device=code.device)
-                fake = net.discriminator(grad_reverse(torch.sigmoid(code)))
-                loss = loss + self.prior_weight_ * prior_matching_loss(net.discriminator(prior), fake)
+                fake = member.discriminator(grad_reverse(torch.sigmoid(code)))
+                loss = loss + self.prior_weight_ * prior_matching_loss(member.discriminator(prior), fake)
             return loss
+
+        def step(idx, phase):
+            if len(generators) == 1:
+                return member_loss(net.members[0], idx, generators[0])
+            return torch.stack([member_loss(*args) for args in zip(net.members, idx, generators)])
 
         result = train(
             step, n_samples=X.shape[0], optimizer=optimizer, max_epochs=self.max_epochs,
-            generator=generator, modules=[net], **dict(self._train_options(), batch_size=self.batch_size_),
+            generator=generators[0] if len(generators) == 1 else generators, modules=[net],
+            **dict(self._train_options(), batch_size=self.batch_size_),
         )
         self.network_ = net
-        self.code_mean_ = self.code_scale_ = None
-        if self.standardize_:
-            self.code_mean_, self.code_scale_ = code_statistics(self._codes(X))
+        self.code_mean_ = self.code_scale_ = self.components_ = None
+        if self.standardize_ or self.n_estimators_ > 1:
+            Y = self._codes(X)
+            if self.standardize_:
+                self.code_mean_, self.code_scale_ = code_statistics(Y)
+                Y = (Y - self.code_mean_) / self.code_scale_
+            if self.n_estimators_ > 1:
+                self.components_ = principal_axes(Y, self.n_components)
         self.history_ = continue_history(history, result.history)
         self.n_iter_ = len(self.history_)
         self._n_features_out = self.n_components
@@ -396,23 +487,27 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         -------
         Y : ndarray of shape (n_samples, n_components)
             In the dtype of ``X`` (float32 or float64); standardised by
-            ``code_mean_`` and ``code_scale_`` when ``standardize_``.
+            ``code_mean_`` and ``code_scale_`` when ``standardize_``; with
+            several networks, their codes side by side (so standardised)
+            projected on ``components_``.
         """
         X = self._check_fitted_input(X)
         Y = self._codes(X)
         if self.code_mean_ is not None:
             Y = (Y - self.code_mean_) / self.code_scale_
+        if self.components_ is not None:
+            Y = Y @ self.components_.T
         return Y.astype(X.dtype, copy=False)
 
     def _codes(self, X):
         """The network's code ``Y`` of the validated ``X`` (float64 on the CPU), unstandardised."""
-        return self._infer(self.network_.encoder, lambda enc, x: enc(x)[1], X)
+        return self._infer(self.network_, lambda net, x: net.codes(x), X)
 
     def score(self, X, y=None):
         """Estimated mutual information between codes and features on ``X``.
 
         Minus the weighted (``global_weight``, ``local_weight``) estimator loss, averaged
-        over mini-batches of ``batch_size`` in eval mode, using every
+        over the networks and over mini-batches of ``batch_size`` in eval mode, using every
         location; with a ``perturbation``, ``M`` comes from one draw of it
         from a fixed seed (so repeated calls agree). Higher is better;
         compare models with the same estimator, weights and batch size.
@@ -438,7 +533,8 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                     continue
                 x = Xt.rows(idx)
                 view = None if g is None else g(x, generator)
-                losses.append(float(self._mi_loss(net, x, view=view)[0]))
+                members = net.members
+                losses.append(sum(float(self._mi_loss(member, x, view=view)[0]) for member in members) / len(members))
                 sizes.append(len(idx))
         if not losses:
             raise ValueError("score needs at least 2 samples (negatives come from the batch).")

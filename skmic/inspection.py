@@ -64,7 +64,7 @@ def histogram_mutual_information(a, b, bins=16):
 def _feature_maps(model, X, image_shape):
     """Last conv feature maps of ``X`` (n, C, h, w) from an estimator or module."""
     module = model
-    for path in ("network_.trunk", "network_.encoder.local", "trunk", "local"):
+    for path in ("network_.trunk", "network_.members.0.encoder.local", "trunk", "local"):
         obj = model
         try:
             for part in path.split("."):
@@ -102,7 +102,8 @@ def feature_map_mutual_information(model, X, image_shape, *, bins=16, random_sta
     ----------
     model : estimator or torch.nn.Module
         A fitted :class:`~skmic.IICClustering` or
-        :class:`~skmic.DeepInfoMaxEmbedder` with a conv encoder, or a
+        :class:`~skmic.DeepInfoMaxEmbedder` with a conv encoder (its first
+        network's, when it has ``n_estimators_`` above 1), or a
         :class:`~skmic.nn.encoders.ConvEncoder`.
     X : array-like of shape (n_samples, C*H*W)
     image_shape : tuple of int

@@ -96,8 +96,11 @@ def test_perturbed_views_supply_the_local_features(digits):
         calls.append(x.shape[0])
         return x + 0.1 * torch.randn(x.shape, generator=generator, dtype=x.dtype)
 
-    dim = tiny(image_shape=(8, 8), conv_channels=(4, 8), perturbation=shift, max_epochs=2).fit(X)
+    dim = tiny(image_shape=(8, 8), conv_channels=(4, 8), perturbation=shift, max_epochs=2, n_estimators=1).fit(X)
     assert sum(calls[1:]) == 2 * 128  # after the shape check, one copy per sample per epoch
+    calls.clear()
+    tiny(image_shape=(8, 8), conv_channels=(4, 8), perturbation=shift, max_epochs=2, n_estimators=3).fit(X)
+    assert calls[:3] == [8, 8, 8] and sum(calls[3:]) == 3 * 2 * 128  # each network checks and perturbs its own
     assert dim.score(X) == dim.score(X)  # the view is drawn from a fixed seed
     a = tiny(image_shape=(8, 8), conv_channels=(4, 8), perturbation="elastic").fit(X).transform(X)
     b = tiny(image_shape=(8, 8), conv_channels=(4, 8), perturbation="elastic").fit(X).transform(X)
@@ -138,19 +141,23 @@ def test_auto_defaults_follow_the_data(digits):
     assert (paper.perturbation_, paper.global_weight_, paper.local_weight_, paper.prior_weight_, paper.batch_size_,
             paper.standardize_) == (None, 0.0, 1.0, 0.1, 16, False)
     assert paper.get_params()["global_weight"] == 0.0 and images.get_params()["global_weight"] == "auto"
+    # several networks on small images only: cheap to train, and a single one's code is a lottery there
+    assert (images.n_estimators_, table.n_estimators_, paper.n_estimators_) == (4, 1, 4)
+    assert images.transform(digits[0][:5].reshape(-1, 8, 8)).shape == (5, 3)
     # conv_channels="auto": the wider trunk on small images, the narrower one above 12 x 12 pixels, none on tables
     for shape, widths in [((1, 8, 8), (32, 64, 128)), ((1, 28, 28), (16, 32, 64)), (None, None)]:
         est = DeepInfoMaxEmbedder()
         est.image_shape_ = shape
         est._resolve_defaults(None)
         assert est.conv_channels_ == widths and est.conv_channels == "auto"
+        assert est.n_estimators_ == (4 if shape == (1, 8, 8) else 1)
     assert images.conv_channels_ == (4,)
 
 
 def test_standardized_codes_are_the_raw_codes_scaled_by_their_training_statistics(digits):
     X = digits[0][:120].reshape(-1, 8, 8)
-    small = dict(n_components=5, conv_channels=(4,), hidden_layer_sizes=(16,), critic_dim=8, max_epochs=2,
-                 batch_size=32, random_state=0, device="cpu")
+    small = dict(n_components=5, n_estimators=1, conv_channels=(4,), hidden_layer_sizes=(16,), critic_dim=8,
+                 max_epochs=2, batch_size=32, random_state=0, device="cpu")
     std = DeepInfoMaxEmbedder(**small).fit(X)
     raw = DeepInfoMaxEmbedder(standardize=False, **small).fit(X)
     assert std.standardize_ is True and raw.standardize_ is False
@@ -178,3 +185,37 @@ def test_code_statistics_keeps_constant_components():
     mean, scale = code_statistics(Y)
     np.testing.assert_allclose(mean, [3.0, 3.0, 1e-3])
     np.testing.assert_allclose(scale, [np.sqrt(8 / 3), 1.0, np.sqrt(2 / 3) * 1e-3])
+
+
+def test_several_networks_train_as_lone_fits_and_transform_to_n_components(digits):
+    """n_estimators networks train side by side, each as it would alone (the first is the lone fit);
+    transform projects their codes, side by side, on their n_components principal axes."""
+    X = digits[0][:160].reshape(-1, 8, 8)
+    small = dict(n_components=3, conv_channels=(4,), hidden_layer_sizes=(8,), critic_dim=4, max_epochs=2,
+                 batch_size=32, random_state=0, device="cpu")
+    lone = DeepInfoMaxEmbedder(n_estimators=1, **small).fit(X)
+    ens = DeepInfoMaxEmbedder(n_estimators=3, **small).fit(X)
+    assert ens.n_estimators_ == 3 and len(ens.network_.members) == 3 and lone.components_ is None
+    x = torch.as_tensor(X.reshape(160, 64), dtype=torch.float32)
+    with torch.no_grad():
+        codes = [member.encoder(x)[1].double().numpy() for member in ens.network_.members]
+        alone = lone.network_.members[0].encoder(x)[1].double().numpy()
+    np.testing.assert_allclose(codes[0], alone, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(codes[1], codes[0], atol=1e-2) and not np.allclose(codes[2], codes[1], atol=1e-2)
+    losses = [r["loss"] for r in ens.history_]
+    assert all(len(loss) == 3 for loss in losses)
+    np.testing.assert_allclose([loss[0] for loss in losses], [r["loss"] for r in lone.history_], rtol=1e-5)
+    # the projection: standardised codes side by side, on orthonormal axes of decreasing variance
+    Y = ens.transform(X)
+    assert Y.shape == (160, 3) and ens.components_.shape == (3, 9) and ens.code_mean_.shape == (9,)
+    np.testing.assert_allclose(ens.components_ @ ens.components_.T, np.eye(3), atol=1e-9)
+    side = (np.hstack(codes) - ens.code_mean_) / ens.code_scale_
+    np.testing.assert_allclose(Y, side @ ens.components_.T, rtol=1e-4, atol=1e-4)
+    assert np.all(np.diff(Y.var(0)) <= 1e-9)
+    assert ens.score(X) == ens.score(X)
+    again = pickle.loads(pickle.dumps(ens))
+    np.testing.assert_allclose(again.transform(X), Y)
+    ens.set_params(warm_start=True, max_epochs=1).fit(X)
+    assert ens.n_iter_ == 3 and len(ens.history_[-1]["loss"]) == 3
+    with pytest.raises(ValueError, match="n_estimators"):
+        ens.set_params(n_estimators=2).fit(X)
