@@ -16,7 +16,7 @@ from ._base import (
 )
 from ._data import Rows
 from ._data import mean_square as mean_square_of
-from ._training import announce_run, batches, continue_history, train
+from ._training import adam, announce_run, batches, continue_history, train
 from .exceptions import TrainingDivergedError
 from .kmeans import kmeans
 from .nn.autoencoder import Autoencoder, Encoder
@@ -91,7 +91,7 @@ def _rms(z):
 #: labels collapsed, with learning_rate=1e6 a hundred billion times.
 _MAX_EMBEDDING_GROWTH = 1e3
 
-_OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+_OPTIMIZERS = {"adam": adam, "sgd": torch.optim.SGD}
 
 #: optimizer steps of each pretraining stage that ``pretrain_epochs="auto"`` aims at
 PRETRAIN_STEPS = 1600

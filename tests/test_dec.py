@@ -322,3 +322,18 @@ def test_kmeans_selection_picks_the_initial_centroids():
             dec.fit(X)
         sizes[rule] = sorted(np.bincount(dec.labels_))
     assert sizes == {"inertia": [20, 80], "balance": [50, 50]}
+
+
+def test_autoencoder_dropout_zeroes_a_fraction_p_and_rescales_the_rest():
+    from skmic.nn.autoencoder import Dropout
+
+    torch.manual_seed(0)
+    x = torch.full((400, 500), 3.0)
+    drop = Dropout(0.2).train()
+    out = drop(x)
+    zero = out == 0
+    assert abs(zero.float().mean().item() - 0.2) < 4 * (0.2 * 0.8 / x.numel()) ** 0.5
+    torch.testing.assert_close(out[~zero], torch.full_like(out[~zero], 3.0 / 0.8))
+    assert not torch.equal(drop(x), out)  # a fresh mask per call
+    assert drop.eval()(x) is x and Dropout(0.0).train()(x) is x
+    assert x.eq(3.0).all()  # the input is not modified
