@@ -5,10 +5,12 @@ Deep InfoMax codes, clustered by k-means
 :class:`~skmic.DeepInfoMaxEmbedder` is a transformer: it learns a code for
 every sample by maximising the mutual information between the code and the
 features of a conv encoder, and ``transform`` returns the codes. Here it
-embeds the digits (as 8x8 images) into 64 numbers with the setting that makes
-codes for k-means (the code of an image against the features of a randomly
-deformed copy of it, global objective only, no prior), k-means clusters the
-codes, and a PCA projection of the codes shows the clusters in 2-D.
+embeds the digits (as 8x8 images) into 64 numbers with its defaults, which
+for images make codes for k-means (the code of an image against the features
+of a randomly deformed copy of it, global objective only, no prior; on
+images this small, four networks whose standardised codes are projected on
+their 64 principal axes), k-means clusters the codes, and a PCA projection
+of the codes shows the clusters in 2-D.
 """
 
 import os
@@ -27,20 +29,12 @@ X, y = load_digits(return_X_y=True)
 X = X / 16.0
 
 model = make_pipeline(
-    DeepInfoMaxEmbedder(
-        image_shape=(8, 8),
-        perturbation=["elastic", "affine"],
-        global_weight=1,
-        local_weight=0,
-        prior_weight=0,
-        batch_size=128,
-        max_epochs=2 if QUICK else 30,
-        random_state=0,
-    ),
+    DeepInfoMaxEmbedder(max_epochs=2 if QUICK else 30, random_state=0),
     KMeansBaseline(n_clusters=10, random_state=0),
 )
-labels = model.fit_predict(X)
-codes = model[0].transform(X)
+images = X.reshape(-1, 8, 8)  # images as images: the shape is read from the array
+labels = model.fit_predict(images)
+codes = model[0].transform(images)
 raw = KMeansBaseline(n_clusters=10, random_state=0).fit_predict(X)
 
 print("codes:", codes.shape)
@@ -49,12 +43,12 @@ print(f"k-means on raw pixels ACC {cluster_accuracy(y, raw):.3f}")
 # ``score`` is minus the estimator's loss (higher is better); with the
 # default Jensen-Shannon estimator it is a proxy for the mutual information,
 # useful to compare models, not a value in nats.
-print(f"DIM score on the training data: {model[0].score(X):.3f}")
+print(f"DIM score on the training data: {model[0].score(images):.3f}")
 
 # %%
-# In the project's benchmark on these digits (6 seeds, see the Results page)
-# k-means on such codes reached a median ACC of 0.895 against 0.792 on the
-# pixels. With the paper's defaults (DIM(L): local objective and prior),
+# In the project's benchmark on these digits (10 seeds at two threads and
+# 5 at one, see the Results page) k-means on the default codes beat k-means
+# on the pixels on every seed (median ACC 0.9149 on seeds 0-4, against 0.7924). With the paper's defaults (DIM(L): local objective and prior),
 # the codes keep the classes linearly but k-means on them stayed well below
 # k-means on the pixels: DIM optimises information, not cluster structure.
 #
