@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from skmic import DECClustering, IICClustering, KMeansBaseline
+from skmic import DECClustering, DeepInfoMaxEmbedder, IICClustering, KMeansBaseline
 from skmic import _distributed as distributed
 from skmic._data import Rows
 from skmic.metrics import cluster_accuracy
@@ -171,6 +171,24 @@ def test_iic_end_to_end(tmp_path, name):
         if centers is not None:  # k-means on the kept restarts' features: the same centres on every rank
             np.testing.assert_array_equal(centers, ranks[0][2])
         assert acc > 0.9  # three well separated blobs
+
+
+def _dim_job():
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data[:96].reshape(-1, 8, 8) / 16.0
+    est = DeepInfoMaxEmbedder(n_components=3, n_estimators=2, conv_channels=(4,), hidden_layer_sizes=(8,),
+                              critic_dim=4, max_epochs=2, batch_size=16, device="cpu", random_state=0).fit(X)
+    return est.world_size_, est.transform(X), [len(r["loss"]) for r in est.history_]
+
+
+def test_dim_with_several_networks_trains_one_model_on_every_rank(tmp_path):
+    """DIM's networks train side by side in a distributed fit too: the ranks end with the same model."""
+    ranks = run_ranks(tmp_path, _dim_job)
+    for world, codes, losses in ranks:
+        assert world == WORLD and losses == [2, 2]
+        np.testing.assert_allclose(codes, ranks[0][1], rtol=1e-6, atol=1e-7)
+        assert codes.shape == (96, 3) and np.isfinite(codes).all()
 
 
 def _streamed_job(path):
