@@ -38,9 +38,9 @@ def tiny_dec(**kw):
         update_interval=4, label_change_tol=0.0, max_epochs=6, batch_size=32, device="cpu", random_state=0), **kw})
 
 
-def tiny_dim(**kw):
+def tiny_dim(**kw):  # two networks side by side: the control must hold for all of them
     return DeepInfoMaxEmbedder(**{**dict(
-        n_components=3, hidden_layer_sizes=(16,), token_channels=4, critic_dim=8, max_epochs=6,
+        n_components=3, n_estimators=2, hidden_layer_sizes=(16,), token_channels=4, critic_dim=8, max_epochs=6,
         batch_size=16, device="cpu", random_state=0), **kw})
 
 
