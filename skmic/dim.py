@@ -40,9 +40,10 @@ class _DIMEnsemble(torch.nn.Module):
         super().__init__()
         self.members = torch.nn.ModuleList(members)
 
-    def codes(self, x):
-        """The members' codes of the batch ``x``, concatenated: (n, n_estimators * n_components)."""
-        return torch.cat([member.encoder(x)[1] for member in self.members], 1)
+
+def _side_by_side_codes(encoders, x):
+    """The codes of the batch ``x`` by every encoder, concatenated: (n, n_estimators * n_components)."""
+    return torch.cat([encoder(x)[1] for encoder in encoders], 1)
 
 
 def code_statistics(Y):
@@ -504,8 +505,12 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         return Y.astype(X.dtype, copy=False)
 
     def _codes(self, X):
-        """The network's code ``Y`` of the validated ``X`` (float64 on the CPU), unstandardised."""
-        return self._infer(self.network_, lambda net, x: net.codes(x), X)
+        """The networks' codes ``Y`` of the validated ``X``, side by side (float64 on the CPU), unstandardised.
+
+        Only the encoders are copied for inference, not the critics and discriminators.
+        """
+        encoders = torch.nn.ModuleList(member.encoder for member in self.network_.members)
+        return self._infer(encoders, _side_by_side_codes, X)
 
     def score(self, X, y=None):
         """Estimated mutual information between codes and features on ``X``.
@@ -530,6 +535,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         Xt = self._rows(X)
         g = self._perturbation()
         generator = torch.Generator(self.device_).manual_seed(0)
+        members = net.members
         losses, sizes = [], []
         with torch.no_grad():
             for idx in batches(Xt.shape[0], self.batch_size_, shuffle=False, device=Xt.device):
@@ -537,7 +543,6 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                     continue
                 x = Xt.rows(idx)
                 view = None if g is None else g(x, generator)
-                members = net.members
                 losses.append(sum(float(self._mi_loss(member, x, view=view)[0]) for member in members) / len(members))
                 sizes.append(len(idx))
         if not losses:
