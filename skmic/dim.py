@@ -64,7 +64,10 @@ def principal_axes(Y, n_components):
 
     The first has the largest variance; each axis's sign is fixed so that
     its largest entry in absolute value is positive (the same axes for the
-    same ``Y``, whatever the SVD routine returns).
+    same ``Y``, whatever the SVD routine returns). With fewer rows than
+    ``n_components`` the axes beyond the data's rank are completed to an
+    orthonormal set (variance 0 along them), so that there are always
+    ``n_components`` of them.
 
     >>> import numpy as np
     >>> from skmic.dim import principal_axes
@@ -72,7 +75,7 @@ def principal_axes(Y, n_components):
     array([[0.447, 0.894]])
     """
     Y = np.asarray(Y, dtype=np.float64)
-    _, _, vt = np.linalg.svd(Y - Y.mean(0), full_matrices=False)
+    _, _, vt = np.linalg.svd(Y - Y.mean(0), full_matrices=len(Y) < n_components)
     axes = vt[:n_components]
     signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(1)])
     return axes * signs[:, None]

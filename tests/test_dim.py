@@ -219,3 +219,7 @@ def test_several_networks_train_as_lone_fits_and_transform_to_n_components(digit
     assert ens.n_iter_ == 3 and len(ens.history_[-1]["loss"]) == 3
     with pytest.raises(ValueError, match="n_estimators"):
         ens.set_params(n_estimators=2).fit(X)
+    # fewer samples than n_components: still n_components columns, as the feature names say
+    few = DeepInfoMaxEmbedder(**{**small, "n_components": 12, "n_estimators": 2}).fit(X[:10])
+    assert few.transform(X[:10]).shape == (10, 12) and len(few.get_feature_names_out()) == 12
+    np.testing.assert_allclose(few.components_ @ few.components_.T, np.eye(12), atol=1e-9)
