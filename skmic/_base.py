@@ -28,6 +28,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._data import Rows, StreamedArray, is_streamed, read_rows, take_rows
+from ._heap import kept_heap
 from . import _distributed as distributed
 from ._training import TrainingControl, progress_bar
 from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
@@ -629,7 +630,7 @@ class BaseTorchEstimator(BaseEstimator):
             control = TrainingControl(getattr(self, "callbacks", None), lambda: self._fingerprint(X, warm))
             self._training_control = control  # read by _train_options, for this fit only
             try:
-                with seeded(self._fit_seed(), self.device_):
+                with seeded(self._fit_seed(), self.device_), kept_heap():
                     (self._fit_warm if warm else self._fit)(X)
             finally:
                 del self._training_control
