@@ -263,12 +263,14 @@ def test_auto_defaults_follow_the_data(shape, perturbation):
     est = IICClustering(n_clusters=10)
     est.image_shape_ = shape
     est._resolve_defaults(np.zeros((1797, 64)))
-    # 56 steps an epoch: 750 steps for self-labelling, 2500 for one restart kept by its loss
+    # 56 steps an epoch: 750 steps for self-labelling and the consensus, 2500 for one restart kept by its loss
     assert (est.perturbation_, est.overclustering_) == (perturbation, 100)
     # the narrower trunk above 12 x 12 pixels; tables have none
     assert est.conv_channels_ == {None: None, 8: (32, 64, 128), 12: (32, 64, 128), 28: (16, 32, 64)}[
         shape and shape[1]]
-    expected = (3, "self_labeling", None, 14) if shape is None else (8, "self_labeling", 400, 14)
+    # the sub-heads' consensus above 12 x 12 pixels, where k-means on the pooled trunk features loses classes
+    selection = "consensus" if shape is not None and shape[1] > 12 else "self_labeling"
+    expected = (3, selection, None, 14) if shape is None else (8, selection, 400, 14)
     assert (est.n_init_, est.selection_, est.screen_steps_, est.max_epochs_) == expected
     est._resolve_defaults(np.zeros((50, 64)))
     assert (est.overclustering_, est.max_epochs_) == (50, 200)
