@@ -48,7 +48,7 @@ def _glibc():
         libc.gnu_get_libc_version  # glibc only: an AttributeError elsewhere
         libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
         libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no C library by that name (Windows), or not glibc
         return None
     return libc
 
