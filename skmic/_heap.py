@@ -19,7 +19,6 @@ alone, as is every platform without glibc.
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import threading
 
