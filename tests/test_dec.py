@@ -291,21 +291,24 @@ def test_auto_defaults_follow_the_data():
 
     from skmic import DECClustering
 
+    names = ("perturbation_", "rescale_input_", "pretrain_", "pretrain_epochs_", "kmeans_selection_",
+             "kmeans_n_init_")
+
+    def resolved(est, X, image_shape):
+        est.image_shape_ = image_shape
+        est._resolve_defaults(X)
+        return tuple(getattr(est, name) for name in names)
+
     est = DECClustering(10)
-    est.image_shape_ = (1, 8, 8)
-    est._resolve_defaults(np.zeros((1797, 64)))
-    assert (est.perturbation_, est.rescale_input_, est.pretrain_, est.pretrain_epochs_, est.kmeans_selection_) == (
-        "shift-rotate", True, "greedy", 200, "balance")
-    est.image_shape_ = None
-    est._resolve_defaults(np.zeros((10000, 64)))
-    assert (est.perturbation_, est.rescale_input_, est.pretrain_, est.pretrain_epochs_, est.kmeans_selection_) == (
-        None, False, "end_to_end", 40, "inertia")
+    assert resolved(est, np.zeros((1797, 64)), (1, 8, 8)) == ("shift-rotate", True, "greedy", 200, "balance", 100)
+    assert resolved(est, np.zeros((10000, 64)), None) == (None, False, "end_to_end", 40, "inertia", 20)
     paper = DECClustering(10, perturbation=None, rescale_input=False, pretrain="end_to_end", pretrain_epochs=7,
                           kmeans_selection="inertia")
-    paper.image_shape_ = (1, 8, 8)
-    paper._resolve_defaults(np.zeros((1797, 64)))
-    assert (paper.perturbation_, paper.rescale_input_, paper.pretrain_, paper.pretrain_epochs_,
-            paper.kmeans_selection_) == (None, False, "end_to_end", 7, "inertia")
+    assert resolved(paper, np.zeros((1797, 64)), (1, 8, 8)) == (None, False, "end_to_end", 7, "inertia", 20)
+    # the number of k-means restarts follows the rule that picks one of them, given or "auto"
+    balanced = DECClustering(10, kmeans_selection="balance")
+    assert resolved(balanced, np.zeros((1797, 64)), None)[4:] == ("balance", 100)
+    assert resolved(DECClustering(10, kmeans_n_init=7), np.zeros((1797, 64)), (1, 8, 8))[4:] == ("balance", 7)
 
 
 def test_kmeans_selection_picks_the_initial_centroids():
