@@ -24,7 +24,7 @@ from .exceptions import TrainingDivergedError
 
 __all__ = [
     "Checkpoint", "TrainingControl", "TrainingResult", "adam", "announce", "announce_run", "batches", "continue_history",
-    "phase_label", "progress_bar", "train",
+    "mean_over_runs", "phase_label", "progress_bar", "train",
 ]
 
 
@@ -105,6 +105,21 @@ def batches(n_samples, batch_size, *, generator=None, device="cpu", shuffle=True
     if len(parts) > 1 and parts[-1].shape[-1] < 2:
         parts[-2:] = [torch.cat(parts[-2:], dim=-1)]
     return parts
+
+
+def mean_over_runs(record, prefix):
+    """A history record whose per-run lists become their mean, each list kept as ``<prefix>_<key>``.
+
+    The one form of ``history_`` for estimators that train several networks
+    together (IIC's restarts, DIM's members): ``loss`` is always a float.
+    """
+    out = {}
+    for key, value in record.items():
+        if isinstance(value, list) and not key.startswith(f"{prefix}_"):
+            out[key], out[f"{prefix}_{key}"] = float(sum(value) / len(value)), value
+        else:
+            out[key] = value
+    return out
 
 
 def continue_history(history, records):

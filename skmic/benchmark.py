@@ -829,14 +829,19 @@ def code_version():
 
 
 def environment():
-    """A one-line description of where the benchmark ran: commit, versions, threads, device."""
+    """A one-line description of where the benchmark ran: commit, versions, threads, device.
+
+    The CPU's vector instruction set that torch uses is named too (e.g.
+    AVX512): the same code and seed round differently on AVX2 and AVX-512
+    machines, and deep clustering's labels follow the rounding.
+    """
     import torch
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU only"
     return (
         f"skmic {code_version()}, python {platform.python_version()}, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), {platform.processor() or platform.machine()}, "
-        f"{device}"
+        f"({torch.get_num_threads()} threads), {platform.processor() or platform.machine()} "
+        f"{torch.backends.cpu.get_cpu_capability()}, {device}"
     )
 
 

@@ -10,7 +10,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from ._base import (
     CONTROL_CONSTRAINTS, BaseDeepEstimator, Interval, StrOptions, auto_conv_channels, check_layer_sizes, is_small_image,
 )
-from ._training import batches, continue_history, train
+from ._training import batches, continue_history, mean_over_runs, train
 from .nn.critics import GlobalCritic, LocalCritic, PriorDiscriminator, grad_reverse
 from .nn.encoders import LocalGlobalEncoder, init_weights
 from .nn.losses import MI_ESTIMATORS, prior_matching_loss
@@ -241,7 +241,9 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         The networks, in eval mode: ``network_.members[k]`` holds the
         ``encoder``, critics and ``discriminator`` of network ``k``.
     history_ : list of dict
-        Per-epoch training loss.
+        Per-epoch training loss; with several networks (``n_estimators_ >
+        1``) ``loss`` is their mean and each network's is under
+        ``member_loss``.
     n_iter_ : int
         Epochs run.
     image_shape_ : tuple of int or None
@@ -475,7 +477,7 @@ class DeepInfoMaxEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                 Y = (Y - self.code_mean_) / self.code_scale_
             if self.n_estimators_ > 1:
                 self.components_ = principal_axes(Y, self.n_components)
-        self.history_ = continue_history(history, result.history)
+        self.history_ = continue_history(history, [mean_over_runs(r, "member") for r in result.history])
         self.n_iter_ = len(self.history_)
         self._n_features_out = self.n_components
 

@@ -16,7 +16,7 @@ from ._base import (
 )
 from ._restarts import Restarts
 from ._data import Rows, RowStore, StreamedArray
-from ._training import adam, batches
+from ._training import adam, batches, mean_over_runs
 from .nn.encoders import MLP, ConvEncoder, init_weights
 from .nn.heads import IICNet
 from .kmeans import kmeans
@@ -366,7 +366,7 @@ class IICClustering(
         "encoder": [StrOptions({"auto", "conv", "mlp"})],
         "conv_channels": [tuple, list, StrOptions({"auto"})],
         "hidden_layer_sizes": [tuple, list],
-        "perturbation": [StrOptions(set(PERTURBATIONS)), callable, list, tuple],
+        "perturbation": [StrOptions(set(PERTURBATIONS) | {"auto"}), callable, list, tuple],
         "head_training": [StrOptions({"alternate", "joint"})],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         **CONTROL_CONSTRAINTS,
@@ -508,7 +508,7 @@ class IICClustering(
         """Fitted attributes of the trained restarts ``run`` (all, or the one selected)."""
         self.network_ = run.net
         self.head_losses_ = losses
-        self.history_ = [_mean_over_restarts(record) for record in run.history]
+        self.history_ = [mean_over_runs(record, "restart") for record in run.history]
         self.n_iter_ = len(run.history)
         self._n_features_out = run.net.trunk.out_features * run.n_restarts
         self._prediction_seed = int(torch.initial_seed()) % 2**31  # this fit's seed (seeded in fit)
@@ -742,17 +742,6 @@ def _head_rows(net, x):
     """Every main sub-head's assignments of the rows ``x``, one row ``(restarts * n_heads * n_clusters,)`` each."""
     p = net.main(_features(net, x))
     return p.reshape(len(p), -1)
-
-
-def _mean_over_restarts(record):
-    """A history record whose per-restart lists become their mean, the lists kept as ``restart_<key>``."""
-    out = {}
-    for key, value in record.items():
-        if isinstance(value, list) and not key.startswith("restart_"):
-            out[key], out[f"restart_{key}"] = float(np.mean(value)), value
-        else:
-            out[key] = value
-    return out
 
 
 class _Restarts(Restarts):

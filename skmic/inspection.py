@@ -226,11 +226,20 @@ def plot_history(estimator, keys=("loss",)):
         or per target update for :class:`~skmic.DECClustering`).
     keys : sequence of str, default=("loss",)
         Entries of the records to plot (e.g. ``"delta_label"`` for DEC),
-        against ``epoch`` or, when absent, ``iteration``.
+        against ``epoch`` or, when absent, ``iteration``. An entry that
+        holds one value per network (IIC's ``"restart_loss"``, DIM's
+        ``"member_loss"``) gives one curve per network.
 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If no record holds a key, or a per-network entry changes length
+        (IIC's screening drops restarts: plot ``"loss"`` or the epochs
+        after the screening).
 
     Examples
     --------
@@ -245,11 +254,26 @@ def plot_history(estimator, keys=("loss",)):
     'epoch'
     """
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 3))
     history = estimator.history_
     x_key = "epoch" if "epoch" in history[0] else "iteration"
+    curves = []
     for key in keys:
-        ax.plot([r[x_key] for r in history if key in r], [r[key] for r in history if key in r], label=key)
+        records = [r for r in history if key in r]
+        if not records:
+            raise ValueError(f"no record of history_ holds {key!r}; its keys: {sorted(history[0])}.")
+        x, values = [r[x_key] for r in records], [r[key] for r in records]
+        if not isinstance(values[0], list):
+            curves.append((x, values, key))
+            continue
+        if len({len(v) for v in values}) > 1:
+            raise ValueError(
+                f"{key!r} holds one value per network, and their number changes along history_ "
+                "(restarts dropped by screening); plot its mean or the epochs after the change."
+            )
+        curves += [(x, [v[k] for v in values], f"{key} {k}") for k in range(len(values[0]))]
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for x, y, label in curves:
+        ax.plot(x, y, label=label)
     ax.set_xlabel(x_key)
     ax.legend()
     fig.tight_layout()

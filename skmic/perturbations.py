@@ -864,10 +864,14 @@ class Compose:
 
 
 def _named(name, image_shape, data):
+    if name == "auto":
+        raise ValueError(
+            "perturbation='auto' is resolved by each estimator from its data (IICClustering, DECClustering, "
+            "DeepInfoMaxEmbedder and IICSegmentation choose differently; a fitted estimator's perturbation_ "
+            f"says what ran); make_perturbation takes a name from {sorted(PERTURBATIONS)} or a callable."
+        )
     if name not in PERTURBATIONS:
         raise ValueError(f"unknown perturbation {name!r}; choose from {sorted(PERTURBATIONS)}.")
-    if name == "auto":
-        name = "affine" if image_shape is not None else "tabular"
     if name == "neighbors":
         if data is None:
             raise ValueError(
@@ -896,9 +900,10 @@ def _named(name, image_shape, data):
     return WassersteinPerturbation(image_shape)  # "wasserstein"
 
 
-#: The perturbation names that :func:`make_perturbation` (and so
-#: ``IICClustering(perturbation=...)``) accepts.
-PERTURBATIONS = ("auto", "affine", "shift-rotate", "elastic", "wasserstein", "tabular", "neighbors", "points")
+#: The perturbation names that :func:`make_perturbation` accepts; the
+#: estimators' ``perturbation`` takes them and "auto" (chosen by each
+#: estimator from its data).
+PERTURBATIONS = ("affine", "shift-rotate", "elastic", "wasserstein", "tabular", "neighbors", "points")
 
 
 def make_perturbation(spec, image_shape=None, data=None):
@@ -907,9 +912,8 @@ def make_perturbation(spec, image_shape=None, data=None):
     Parameters
     ----------
     spec : str, callable or sequence of them
-        A name from :data:`PERTURBATIONS` (``"auto"``: ``"affine"`` for
-        images, ``"tabular"`` otherwise; ``"elastic"``, ``"wasserstein"`` and ``"points"``
-        with their default parameters; ``"neighbors"``: a
+        A name from :data:`PERTURBATIONS` (``"elastic"``, ``"wasserstein"``
+        and ``"points"`` with their default parameters; ``"neighbors"``: a
         :class:`NeighborPerturbation` with ``data`` as reference (IIC's
         training data, or the data it scores); ``"shift-rotate"``: rotations of up
         to 10 degrees and shifts of up to 10% of the side, nothing else, the
@@ -927,17 +931,17 @@ def make_perturbation(spec, image_shape=None, data=None):
     Raises
     ------
     ValueError
-        For an unknown name, an empty list, or an image perturbation
-        without ``image_shape``.
+        For an unknown name, "auto" (each estimator resolves it), an empty
+        list, or an image perturbation without ``image_shape``.
 
     Examples
     --------
     >>> from skmic.perturbations import PERTURBATIONS, make_perturbation
     >>> PERTURBATIONS
-    ('auto', 'affine', 'shift-rotate', 'elastic', 'wasserstein', 'tabular', 'neighbors', 'points')
-    >>> make_perturbation("auto", (1, 8, 8))
+    ('affine', 'shift-rotate', 'elastic', 'wasserstein', 'tabular', 'neighbors', 'points')
+    >>> make_perturbation("affine", (1, 8, 8))
     ImagePerturbation(image_shape=(1, 8, 8))
-    >>> make_perturbation("auto")
+    >>> make_perturbation("tabular")
     TabularPerturbation(noise=0.1, corruption=0.2)
     >>> make_perturbation(["affine", "elastic"], (1, 8, 8))  # doctest: +NORMALIZE_WHITESPACE
     Compose([ImagePerturbation(image_shape=(1, 8, 8)),

@@ -202,9 +202,11 @@ def test_several_networks_train_as_lone_fits_and_transform_to_n_components(digit
         alone = lone.network_.members[0].encoder(x)[1].double().numpy()
     np.testing.assert_allclose(codes[0], alone, rtol=1e-5, atol=1e-6)
     assert not np.allclose(codes[1], codes[0], atol=1e-2) and not np.allclose(codes[2], codes[1], atol=1e-2)
-    losses = [r["loss"] for r in ens.history_]
+    losses = [r["member_loss"] for r in ens.history_]
     assert all(len(loss) == 3 for loss in losses)
+    np.testing.assert_allclose([r["loss"] for r in ens.history_], np.mean(losses, axis=1), rtol=1e-12)
     np.testing.assert_allclose([loss[0] for loss in losses], [r["loss"] for r in lone.history_], rtol=1e-5)
+    assert "member_loss" not in lone.history_[0]
     # the projection: standardised codes side by side, on orthonormal axes of decreasing variance
     Y = ens.transform(X)
     assert Y.shape == (160, 3) and ens.components_.shape == (3, 9) and ens.code_mean_.shape == (9,)
@@ -216,7 +218,7 @@ def test_several_networks_train_as_lone_fits_and_transform_to_n_components(digit
     again = pickle.loads(pickle.dumps(ens))
     np.testing.assert_allclose(again.transform(X), Y)
     ens.set_params(warm_start=True, max_epochs=1).fit(X)
-    assert ens.n_iter_ == 3 and len(ens.history_[-1]["loss"]) == 3
+    assert ens.n_iter_ == 3 and len(ens.history_[-1]["member_loss"]) == 3
     with pytest.raises(ValueError, match="n_estimators"):
         ens.set_params(n_estimators=2).fit(X)
     # fewer samples than n_components: still n_components columns, as the feature names say

@@ -62,5 +62,14 @@ def test_works_on_a_conv_encoder_and_plots(digits):
         history_ = [{"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 1.0}]
 
     assert plot_history(Fitted()).axes
+    Fitted.history_ = [{"epoch": e, "loss": 1.5 / e, "member_loss": [1.0 / e, 2.0 / e]} for e in (1, 2, 3)]
+    lines = plot_history(Fitted(), keys=("loss", "member_loss")).axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["loss", "member_loss 0", "member_loss 1"]
+    np.testing.assert_allclose(lines[2].get_ydata(), [2.0, 1.0, 2 / 3])
+    with pytest.raises(ValueError, match="no record of history_ holds 'nope'"):
+        plot_history(Fitted(), keys=("nope",))
+    Fitted.history_[2]["member_loss"] = [0.3]  # a restart dropped: the curves would mix networks
+    with pytest.raises(ValueError, match="number changes"):
+        plot_history(Fitted(), keys=("member_loss",))
     with pytest.raises(TypeError, match="no conv feature maps"):
         feature_map_mutual_information(torch.nn.Linear(2, 2), X, (8, 8))

@@ -91,8 +91,13 @@ def test_marginal_corruption_draws_values_of_the_same_feature():
 
 
 def test_make_perturbation_names_callables_and_errors():
-    assert isinstance(make_perturbation("auto", (1, 8, 8)), ImagePerturbation)
-    assert isinstance(make_perturbation("auto", None), TabularPerturbation)
+    assert isinstance(make_perturbation("affine", (1, 8, 8)), ImagePerturbation)
+    assert isinstance(make_perturbation("tabular", None), TabularPerturbation)
+    for image_shape in [(1, 8, 8), None]:  # "auto" means what each estimator chooses, not one perturbation
+        with pytest.raises(ValueError, match="resolved by each estimator"):
+            make_perturbation("auto", image_shape)
+        with pytest.raises(ValueError, match="resolved by each estimator"):
+            make_perturbation(["tabular", "auto"], image_shape)
     assert isinstance(make_perturbation(["affine", "tabular"], (1, 8, 8)), Compose)
 
     def mine(x, generator):
