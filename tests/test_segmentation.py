@@ -13,6 +13,7 @@ round trip, input left unmodified, no change of the global random state,
 same seed -> same labels, and the input validation for n-D images.
 """
 
+import copy
 import pickle
 
 import numpy as np
@@ -31,7 +32,7 @@ from skmic.nn.segmentation import FullyConvEncoder, pixel_heads, sobel_channels
 from skmic.perturbations import (
     ElasticPerturbation, ImagePerturbation, inverse_affine, invert_affine, make_invertible_perturbation,
 )
-from skmic.segmentation import _PixelRestarts, patch_features
+from skmic.segmentation import _PixelRestarts, merge_overclusters, merged_joint, patch_features
 
 
 def _soft_maps(shape, seed):
@@ -218,6 +219,44 @@ def test_patch_features():
         patch_features(x, 4)
 
 
+# ------------------------------------------------------- merging over-clusters
+def _layout_maps(n_segments, per_segment, seed, n=6, side=12):
+    """One-hot over-cluster maps: images of vertical bands (segments), each band's pixels drawn among its over-clusters."""
+    g = torch.Generator().manual_seed(seed)
+    segment = (torch.arange(side) * n_segments // side).expand(n, side, side)  # bands
+    segment = torch.stack([s.roll(int(r), 1) for s, r in zip(segment, torch.randint(side, (n,), generator=g))])
+    over = segment * per_segment + torch.randint(per_segment, segment.shape, generator=g)
+    perm = torch.randperm(n_segments * per_segment, generator=g)  # over-cluster ids shuffled across segments
+    z = F_one_hot(perm[over], n_segments * per_segment)
+    return z, perm, segment
+
+
+def F_one_hot(labels, c):
+    return torch.nn.functional.one_hot(labels, c).permute(0, 3, 1, 2).double()
+
+
+def test_merge_overclusters_recovers_the_segments_of_neighbouring_overclusters():
+    z, perm, segment = _layout_maps(3, 4, seed=0)
+    joint = segmentation_joint(z, z, 1)
+    groups = merge_overclusters(joint, 3)
+    truth = np.empty(12, dtype=int)
+    truth[perm.numpy()] = np.arange(12) // 4  # over-cluster perm[j] belongs to segment j // 4
+    assert cluster_accuracy(truth, groups) == 1.0
+    # an over-cluster no pixel uses joins the first segment; too few used ones: None
+    z2 = torch.cat([z, torch.zeros_like(z[:, :1])], 1)
+    assert merge_overclusters(segmentation_joint(z2, z2, 1), 3)[-1] == 0
+    assert merge_overclusters(segmentation_joint(z, z, 1)[..., :2, :2], 3) is None
+
+
+def test_merged_joint_is_the_joint_of_the_merged_assignments():
+    z, z_pert = _soft_maps((3, 6, 5, 5), 0), _soft_maps((3, 6, 5, 5), 1)
+    groups = np.array([2, 0, 0, 1, 2, 1])
+    G = torch.nn.functional.one_hot(torch.as_tensor(groups), 3).double()
+    merge = lambda m: torch.einsum("nchw,ck->nkhw", m, G)  # noqa: E731
+    torch.testing.assert_close(merged_joint(segmentation_joint(z, z_pert, 2), groups, 3),
+                               _naive_joint(merge(z), merge(z_pert), 2))
+
+
 # ---------------------------------------------------------------- estimator
 def tiny(**kw):
     params = dict(n_clusters=2, n_init=1, n_heads=2, max_epochs=2, conv_channels=(6, 8), n_pool=1,
@@ -247,7 +286,7 @@ def test_fit_predict_shapes(fitted, mosaics):
     assert fitted.transform(images).dtype == np.float32
     assert 0 <= fitted.score(images) <= np.log(2) + 1e-9
     assert fitted.score(images) == fitted.score(images)
-    assert fitted.head_losses_.shape == (1, 2) and fitted.best_head_ == int(np.argmin(fitted.head_losses_[0]))
+    assert fitted.head_losses_.shape == (1, 2) and fitted.selection_ == "merged_overclusters"
     assert fitted.kept_restarts_.tolist() == [int(np.argmin(fitted.restart_losses_))]
     assert fitted.restart_losses_.shape == (1,) and fitted.n_iter_ == len(fitted.history_) == 2
     assert fitted.image_shape_ == (1, 16, 16)
@@ -255,6 +294,39 @@ def test_fit_predict_shapes(fitted, mosaics):
     assert fitted.predict(images[:2, 2:14, :12]).shape == (2, 12, 12)
     # one channel as (n, H, W), (n, 1, H, W) or flat rows with image_shape
     np.testing.assert_array_equal(fitted.predict(images[:, None]), fitted.labels_)
+
+
+def test_merged_overclusters_predict_the_sum_of_each_segments_overclusters(fitted, mosaics):
+    images = mosaics[0][:3]
+    groups, head = fitted.overcluster_groups_, fitted.best_head_
+    assert groups.shape == (fitted.overclustering_,) == (10,) and set(groups) == {0, 1}
+    net = copy.deepcopy(fitted.network_).double()
+    with torch.no_grad():  # the reference: the over-clustering sub-head's probabilities, summed by segment
+        z = pixel_heads(net.over, net(torch.tensor(images[:, None], dtype=torch.float64)))[:, head]
+        merged = torch.stack([z[:, groups == k].sum(1) for k in range(2)], 1)
+        want = torch.nn.functional.interpolate(merged, size=(16, 16), mode="bilinear", align_corners=False)
+    np.testing.assert_allclose(fitted.predict_proba(images), want.numpy(), rtol=1e-9, atol=1e-12)
+    # the kept sub-head is the one whose merge has the highest mutual information on the training images
+    with torch.no_grad():
+        z = pixel_heads(net.over, net(torch.tensor(mosaics[0][:, None], dtype=torch.float64)))
+    joints = segmentation_joint(z, z, fitted.displacement)
+    mis = [float(segmentation_mi(merged_joint(j, merge_overclusters(j, 2), 2))) for j in joints]
+    assert head == int(np.argmax(mis))
+    # score: the mutual information of the merged assignment between X and g(X)
+    run = _PixelRestarts(fitted, fitted.network_, None, torch.tensor(images[:, None]), fitted._perturbation(), [None])
+    joint = merged_joint(run.head_joints(fitted.network_.over)[head], groups, 2)
+    assert fitted.score(images) == pytest.approx(float(segmentation_mi(joint)), rel=1e-12)
+
+
+def test_selection_lowest_loss_and_its_rules(mosaics):
+    images = mosaics[0]
+    main = tiny(selection="lowest_loss").fit(images)
+    assert main.overcluster_groups_ is None and main.best_head_ == int(np.argmin(main.head_losses_[0]))
+    assert main.score(images) == pytest.approx(-main.head_losses_[0, main.best_head_], rel=1e-6)
+    assert tiny(overclustering=0).fit(images).selection_ == "lowest_loss"  # nothing to merge
+    assert tiny(overclustering=2).fit(images).selection_ == "lowest_loss"
+    with pytest.raises(ValueError, match="needs more over-clusters"):
+        tiny(selection="merged_overclusters", overclustering=2).fit(images)
 
 
 def test_flat_input_with_image_shape(mosaics):
