@@ -314,9 +314,10 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         Sub-head used for prediction: a main sub-head with ``selection_``
         "lowest_loss", an over-clustering sub-head with
         "merged_overclusters".
-    overcluster_groups_ : ndarray of int of shape (overclustering_,) or None
-        Segment of every over-cluster of the predicting sub-head (None with
-        "lowest_loss").
+    overcluster_groups_ : ndarray of int of shape (n_overclusters,) or None
+        Segment of every over-cluster of the predicting sub-head, one entry
+        per over-cluster (``overclustering_`` of them); None with
+        "lowest_loss".
     head_losses_ : ndarray of shape (1, n_heads)
         Final loss (minus the mutual information over all training images,
         one perturbation draw, eval mode) of each main sub-head of the kept

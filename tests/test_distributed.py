@@ -179,7 +179,7 @@ def _dim_job():
     X = load_digits().data[:96].reshape(-1, 8, 8) / 16.0
     est = DeepInfoMaxEmbedder(n_components=3, n_estimators=2, conv_channels=(4,), hidden_layer_sizes=(8,),
                               critic_dim=4, max_epochs=2, batch_size=16, device="cpu", random_state=0).fit(X)
-    return est.world_size_, est.transform(X), [len(r["loss"]) for r in est.history_]
+    return est.world_size_, est.transform(X), [len(r["member_loss"]) for r in est.history_]
 
 
 def test_dim_with_several_networks_trains_one_model_on_every_rank(tmp_path):
