@@ -35,6 +35,11 @@ INFERENCE_PIXELS = 2**18
 TRAINING_STEPS = 800
 
 
+def _images_per_pass(X, restarts=1):
+    """Images of ``X`` (n, C, H, W) per forward pass at inference: about INFERENCE_PIXELS pixels (x restarts)."""
+    return max(1, INFERENCE_PIXELS // (restarts * X.shape[2] * X.shape[3]))
+
+
 def patch_features(images, size=7):
     """The ``size x size`` patch around every pixel, as one feature row per pixel.
 
@@ -126,6 +131,11 @@ def merge_overclusters(joint, n_clusters):
     return groups
 
 
+def _group_matrix(groups, n_clusters, like):
+    """The one-hot matrix ``G`` (C, n_clusters) of ``groups``, in the dtype and on the device of ``like``."""
+    return F.one_hot(torch.as_tensor(groups, device=like.device), n_clusters).to(like.dtype)
+
+
 def merged_joint(joint, groups, n_clusters):
     """The joint of the merged assignment: ``G^T J_t G`` at every displacement.
 
@@ -154,7 +164,7 @@ def merged_joint(joint, groups, n_clusters):
     tensor([[2., 0.],
             [0., 1.]])
     """
-    G = F.one_hot(torch.as_tensor(groups, device=joint.device), n_clusters).to(joint.dtype)
+    G = _group_matrix(groups, n_clusters, joint)
     return torch.einsum("...ij,ik,jl->...kl", joint, G, G)
 
 
@@ -526,12 +536,13 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
 
     # ------------------------------------------------------------------ fit
     def _over_clusters(self):
+        """``overclustering`` with "auto" resolved (5x the clusters, the paper's 15 for 3 classes)."""
         return 5 * self.n_clusters if self.overclustering == "auto" else self.overclustering
 
     def _auto_defaults(self, X):
         steps_per_epoch = max(1, math.ceil(X.shape[0] / self.batch_size))
         return dict(
-            overclustering=5 * self.n_clusters,
+            overclustering=self._over_clusters(),
             selection="merged_overclusters" if self._over_clusters() > self.n_clusters else "lowest_loss",
             max_epochs=max(5, math.ceil(TRAINING_STEPS / steps_per_epoch)),
             perturbation=ImagePerturbation(
@@ -594,7 +605,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
     def _merge_overclusters(self, Xt):
         """Merge every over-clustering sub-head (:func:`merge_overclusters`); keep the one of highest merged MI."""
         module, dtype = self._for_inference(self.network_)
-        batch = max(1, INFERENCE_PIXELS // (Xt.shape[2] * Xt.shape[3]))
+        batch = _images_per_pass(Xt)
         joint = 0.0
         with torch.no_grad():
             for idx in batches(Xt.shape[0], batch, shuffle=False, device=Xt.device):
@@ -624,7 +635,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
     def _infer_images(self, fn, X):
         """``fn(network, images)`` over ``X`` in batches of about INFERENCE_PIXELS pixels."""
         module, dtype = self._for_inference(self.network_)
-        batch = max(1, INFERENCE_PIXELS // (X.shape[2] * X.shape[3]))
+        batch = _images_per_pass(X)
         return self._batched(lambda x: fn(module, x), X, batch_size=batch, dtype=dtype)
 
     def _proba(self, X):
@@ -635,8 +646,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
                 z = pixel_heads(net.main, net(x))[:, head]
             else:  # the over-clusters' probabilities summed over each segment's over-clusters
                 z = pixel_heads(net.over, net(x))[:, head]
-                G = F.one_hot(torch.as_tensor(groups, device=z.device), self.n_clusters).to(z.dtype)
-                z = torch.einsum("nchw,ck->nkhw", z, G)
+                z = torch.einsum("nchw,ck->nkhw", z, _group_matrix(groups, self.n_clusters, z))
             return F.interpolate(z, size=x.shape[2:], mode="bilinear", align_corners=False).double()
 
         return self._infer_images(proba, X)
@@ -778,7 +788,7 @@ class _PixelRestarts(Restarts):
         """
         Xt, R = self.Xt, self.n_restarts
         generator = torch.Generator(Xt.device).manual_seed(0)
-        batch = max(1, INFERENCE_PIXELS // (R * Xt.shape[2] * Xt.shape[3]))
+        batch = _images_per_pass(Xt, R)
         joint = 0.0
         with torch.no_grad():
             for idx in batches(Xt.shape[0], batch, shuffle=False, device=Xt.device):

@@ -227,16 +227,12 @@ def _layout_maps(n_segments, per_segment, seed, n=6, side=12):
     segment = torch.stack([s.roll(int(r), 1) for s, r in zip(segment, torch.randint(side, (n,), generator=g))])
     over = segment * per_segment + torch.randint(per_segment, segment.shape, generator=g)
     perm = torch.randperm(n_segments * per_segment, generator=g)  # over-cluster ids shuffled across segments
-    z = F_one_hot(perm[over], n_segments * per_segment)
-    return z, perm, segment
-
-
-def F_one_hot(labels, c):
-    return torch.nn.functional.one_hot(labels, c).permute(0, 3, 1, 2).double()
+    z = torch.nn.functional.one_hot(perm[over], n_segments * per_segment).permute(0, 3, 1, 2).double()
+    return z, perm
 
 
 def test_merge_overclusters_recovers_the_segments_of_neighbouring_overclusters():
-    z, perm, segment = _layout_maps(3, 4, seed=0)
+    z, perm = _layout_maps(3, 4, seed=0)
     joint = segmentation_joint(z, z, 1)
     groups = merge_overclusters(joint, 3)
     truth = np.empty(12, dtype=int)
