@@ -243,8 +243,50 @@ def test_restarts_keep_the_run_that_agrees_most(blobs, monkeypatch):
     labels = [run["labels"].numpy() for run in runs]
     np.testing.assert_allclose(dec.restart_losses_, 1 - agreement(labels))
     np.testing.assert_array_equal(dec.labels_, labels[int(np.argmax(agreement(labels)))])
-    with pytest.raises(ValueError, match="n_init >= 3"):
+    with pytest.raises(ValueError, match="n_init \\* clustering_n_init >= 3"):
         tiny(n_init=2, selection="agreement").fit(X)
+    with pytest.raises(ValueError, match="clustering_n_init=2"):
+        tiny(clustering_n_init=2, selection="agreement").fit(X)
+
+
+def test_clustering_phases_share_the_pretraining(blobs, monkeypatch):
+    """clustering_n_init phases from one pretrained embedding: each from its own k-means draw, kept by agreement."""
+    X, _ = blobs
+    from skmic.dec import agreement
+
+    starts, pretrainings = [], []
+    original_cluster, original_pretrain = DECClustering._cluster, DECClustering._pretrain
+
+    def recording_cluster(self, encoder, centers, *args, **kwargs):
+        starts.append((encoder, {k: v.clone() for k, v in encoder.state_dict().items()}, centers.clone()))
+        return original_cluster(self, encoder, centers, *args, **kwargs)
+
+    def recording_pretrain(self, *args, **kwargs):
+        pretrainings.append(1)
+        return original_pretrain(self, *args, **kwargs)
+
+    monkeypatch.setattr(DECClustering, "_cluster", recording_cluster)
+    monkeypatch.setattr(DECClustering, "_pretrain", recording_pretrain)
+    one = tiny(pretrain_epochs=3, max_epochs=5).fit(X)
+    assert one.clustering_n_init_ == 1 and one.selection_ == "compactness"  # tabular data: the paper's one phase
+    starts.clear(), pretrainings.clear()
+    dec = tiny(pretrain_epochs=3, max_epochs=5, clustering_n_init=3).fit(X)
+    assert len(pretrainings) == 1 and len(starts) == 3 and dec.selection_ == "agreement"
+    # every phase starts from the same pretrained weights, in its own copy, from its own centroids
+    for _, weights, _ in starts[1:]:
+        for name, value in weights.items():
+            torch.testing.assert_close(value, starts[0][1][name], rtol=0, atol=0)
+    assert len({id(encoder) for encoder, _, _ in starts}) == 3
+    assert not torch.equal(starts[0][2], starts[1][2]) and not torch.equal(starts[1][2], starts[2][2])
+    # the first phase is the single phase's run; the kept phase agrees most with the others
+    np.testing.assert_array_equal(dec.restart_labels_[0], one.labels_)
+    assert dec.restart_labels_.shape == (3, len(X))
+    np.testing.assert_allclose(dec.restart_losses_, 1 - agreement(dec.restart_labels_))
+    np.testing.assert_array_equal(dec.labels_, dec.restart_labels_[dec.kept_restarts_[0]])
+    np.testing.assert_array_equal(dec.predict(X), dec.labels_)
+    # phases of several runs are pooled: n_init * clustering_n_init candidates
+    runs = tiny(pretrain_epochs=3, max_epochs=5, n_init=2, clustering_n_init=2).fit(X)
+    assert runs.restart_labels_.shape == (4, len(X)) and runs.selection_ == "agreement"
 
 
 class _Recorder:
@@ -292,7 +334,7 @@ def test_auto_defaults_follow_the_data():
     from skmic import DECClustering
 
     names = ("perturbation_", "rescale_input_", "pretrain_", "pretrain_epochs_", "kmeans_selection_",
-             "kmeans_n_init_")
+             "kmeans_n_init_", "clustering_n_init_", "selection_")
 
     def resolved(est, X, image_shape):
         est.image_shape_ = image_shape
@@ -300,15 +342,21 @@ def test_auto_defaults_follow_the_data():
         return tuple(getattr(est, name) for name in names)
 
     est = DECClustering(10)
-    assert resolved(est, np.zeros((1797, 64)), (1, 8, 8)) == ("shift-rotate", True, "greedy", 200, "balance", 100)
-    assert resolved(est, np.zeros((10000, 64)), None) == (None, False, "end_to_end", 40, "inertia", 20)
+    assert resolved(est, np.zeros((1797, 64)), (1, 8, 8)) == (
+        "shift-rotate", True, "greedy", 200, "balance", 100, 3, "agreement")
+    assert resolved(est, np.zeros((10000, 64)), None) == (
+        None, False, "end_to_end", 40, "inertia", 20, 1, "compactness")
     paper = DECClustering(10, perturbation=None, rescale_input=False, pretrain="end_to_end", pretrain_epochs=7,
-                          kmeans_selection="inertia")
-    assert resolved(paper, np.zeros((1797, 64)), (1, 8, 8)) == (None, False, "end_to_end", 7, "inertia", 20)
+                          kmeans_selection="inertia", clustering_n_init=1)
+    assert resolved(paper, np.zeros((1797, 64)), (1, 8, 8)) == (
+        None, False, "end_to_end", 7, "inertia", 20, 1, "compactness")
     # the number of k-means restarts follows the rule that picks one of them, given or "auto"
     balanced = DECClustering(10, kmeans_selection="balance")
-    assert resolved(balanced, np.zeros((1797, 64)), None)[4:] == ("balance", 100)
-    assert resolved(DECClustering(10, kmeans_n_init=7), np.zeros((1797, 64)), (1, 8, 8))[4:] == ("balance", 7)
+    assert resolved(balanced, np.zeros((1797, 64)), None)[4:6] == ("balance", 100)
+    assert resolved(DECClustering(10, kmeans_n_init=7), np.zeros((1797, 64)), (1, 8, 8))[4:6] == ("balance", 7)
+    # the selection counts every phase of every run, given or "auto"
+    assert resolved(DECClustering(10, n_init=3), np.zeros((1797, 64)), None)[6:] == (1, "agreement")
+    assert resolved(DECClustering(10, clustering_n_init=2), np.zeros((1797, 64)), None)[6:] == (2, "compactness")
 
 
 def test_kmeans_selection_picks_the_initial_centroids():
