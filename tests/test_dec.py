@@ -354,6 +354,15 @@ def test_auto_defaults_follow_the_data():
     balanced = DECClustering(10, kmeans_selection="balance")
     assert resolved(balanced, np.zeros((1797, 64)), None)[4:6] == ("balance", 100)
     assert resolved(DECClustering(10, kmeans_n_init=7), np.zeros((1797, 64)), (1, 8, 8))[4:6] == ("balance", 7)
+    # the autoencoder's widths: a third of the paper's arithmetic for small images only
+    def widths(est, n_features, image_shape):
+        est.image_shape_ = image_shape
+        est._resolve_defaults(np.zeros((10, n_features)))
+        return est.hidden_layer_sizes_
+
+    assert widths(DECClustering(10), 64, (1, 8, 8)) == widths(DECClustering(10), 256, (1, 16, 16)) == (256, 256, 1024)
+    assert widths(DECClustering(10), 784, (1, 28, 28)) == widths(DECClustering(10), 64, None) == (500, 500, 2000)
+    assert widths(DECClustering(10, hidden_layer_sizes=[7]), 64, (1, 8, 8)) == [7]
     # the selection counts every phase of every run, given or "auto"
     assert resolved(DECClustering(10, n_init=3), np.zeros((1797, 64)), None)[6:] == (1, "agreement")
     assert resolved(DECClustering(10, clustering_n_init=2), np.zeros((1797, 64)), None)[6:] == (2, "compactness")
