@@ -515,13 +515,31 @@ def _iic_selection(est, X, y, seed):
     return out
 
 
+def _size_entropy(labels):
+    """Entropy of the cluster sizes of ``labels`` (nats): highest for equal sizes."""
+    p = np.bincount(labels) / len(labels)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
 def _dec_restarts(dec, X, y, seed):
-    """ACC of each of DEC's runs (``restart_labels_``), which one was kept, and the best and worst."""
+    """ACC of each of DEC's runs (``restart_labels_``), which one was kept, and the best and worst.
+
+    With three runs (clustering phases) or more, also the ACC that two label-free rules
+    would keep among the first three and among all: ``agreement<k>_acc`` (the medoid by
+    mean ARI, DEC's ``selection="agreement"``) and ``balance<k>_acc`` (the most balanced
+    cluster sizes, the rule of ``kmeans_selection="balance"``).
+    """
+    from .dec import agreement
     from .metrics import cluster_accuracy
 
     acc = [float(cluster_accuracy(y, labels)) for labels in dec.restart_labels_]
     record = {f"run{r + 1}_acc": a for r, a in enumerate(acc)}
     record.update(kept_run=int(dec.kept_restarts_[0]) + 1, best_run_acc=max(acc), worst_run_acc=min(acc))
+    for k in sorted({3, len(acc)} if len(acc) >= 3 else ()):
+        labelings = dec.restart_labels_[:k]
+        record[f"agreement{k}_acc"] = acc[int(np.argmax(agreement(labelings)))]
+        record[f"balance{k}_acc"] = acc[int(np.argmax([_size_entropy(labels) for labels in labelings]))]
     return record
 
 

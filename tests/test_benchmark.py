@@ -300,3 +300,23 @@ def test_dec_restarts_probe_scores_each_run():
     assert [scores[f"run{r}_acc"] for r in (1, 2, 3)] == pytest.approx(acc)
     assert scores["kept_run"] == dec.kept_restarts_[0] + 1
     assert scores["best_run_acc"] == max(acc) and scores["worst_run_acc"] == min(acc)
+
+
+def test_dec_restarts_probe_replays_the_selection_rules():
+    from types import SimpleNamespace
+
+    truth = np.repeat(np.arange(4), 25)
+    merged = np.where(truth == 1, 0, truth)  # unbalanced: 50, 25, 25
+    split = truth.copy()
+    split[truth == 2] = np.tile([2, 3], 13)[:25]
+    split[truth == 3] = 2  # a cluster moved: the sizes stay 25, 25, 37-38, 12-13
+    phases = np.stack([merged, merged, truth, split, truth])
+    dec = SimpleNamespace(restart_labels_=phases, kept_restarts_=np.array([2]))
+    scores = PROBES["dec-restarts"].metrics(dec, None, truth, 0)
+    # among the first three the two merged phases agree and outvote the truth; the sizes pick the truth
+    assert scores["agreement3_acc"] == pytest.approx(0.75) and scores["balance3_acc"] == 1.0
+    assert scores["agreement5_acc"] == 1.0 and scores["balance5_acc"] == 1.0
+    assert scores["kept_run"] == 3 and scores["run4_acc"] < 1.0
+    two = PROBES["dec-restarts"].metrics(SimpleNamespace(restart_labels_=phases[:2], kept_restarts_=np.array([0])),
+                                         None, truth, 0)
+    assert not any(key.startswith(("agreement", "balance")) for key in two)
