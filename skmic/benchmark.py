@@ -515,13 +515,6 @@ def _iic_selection(est, X, y, seed):
     return out
 
 
-def _size_entropy(labels):
-    """Entropy of the cluster sizes of ``labels`` (nats): highest for equal sizes."""
-    p = np.bincount(labels) / len(labels)
-    p = p[p > 0]
-    return float(-(p * np.log(p)).sum())
-
-
 def _dec_restarts(dec, X, y, seed):
     """ACC of each of DEC's runs (``restart_labels_``), which one was kept, and the best and worst.
 
@@ -531,6 +524,7 @@ def _dec_restarts(dec, X, y, seed):
     cluster sizes, the rule of ``kmeans_selection="balance"``).
     """
     from .dec import agreement
+    from .kmeans import size_entropy
     from .metrics import cluster_accuracy
 
     acc = [float(cluster_accuracy(y, labels)) for labels in dec.restart_labels_]
@@ -539,7 +533,8 @@ def _dec_restarts(dec, X, y, seed):
     for k in sorted({3, len(acc)} if len(acc) >= 3 else ()):
         labelings = dec.restart_labels_[:k]
         record[f"agreement{k}_acc"] = acc[int(np.argmax(agreement(labelings)))]
-        record[f"balance{k}_acc"] = acc[int(np.argmax([_size_entropy(labels) for labels in labelings]))]
+        entropy = [float(size_entropy(np.bincount(labels))) for labels in labelings]
+        record[f"balance{k}_acc"] = acc[int(np.argmax(entropy))]
     return record
 
 

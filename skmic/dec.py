@@ -18,7 +18,7 @@ from ._data import Rows
 from ._data import mean_square as mean_square_of
 from ._training import adam, announce, announce_run, batches, continue_history, train
 from .exceptions import TrainingDivergedError
-from .kmeans import kmeans
+from .kmeans import kmeans, size_entropy
 from .nn.autoencoder import Autoencoder, Encoder
 from .nn.losses import dec_kl_loss, student_t_assignment, target_distribution
 from .perturbations import PERTURBATIONS, check_perturbation, make_perturbation
@@ -149,7 +149,10 @@ class DECClustering(
     pretrain            "greedy"                    "end_to_end"
     kmeans_selection    "balance"                   "inertia"
     kmeans_n_init       100                         20
-    clustering_n_init   3, kept by agreement        1
+    clustering_n_init   3                           1
+    selection           "balance"                   "agreement" from three
+                                                    phases, else
+                                                    "compactness"
     pretrain_epochs     about 1600 steps a stage    about 1600 steps a stage
     max_epochs          20,000 steps, <= 1000       20,000 steps, <= 1000
     ==================  ==========================  ==========================
@@ -236,18 +239,22 @@ class DECClustering(
         another, each from its own k-means initialisation (its own draw of
         ``kmeans_n_init`` restarts) and its own shuffling; every phase of
         every run is a candidate for ``selection``. The phases share the
-        pretraining, the costly part of a run, and cost about a third to
-        two thirds of it each on the digits. "auto": 3 for images (kept by
-        agreement), 1 for tabular data (see the table above; the user
-        guide's DEC page has the measurements). With 1, a run is the
+        pretraining, so that several cost far less than as many runs.
+        "auto": 3 for images, 1 for tabular data (see the table above; the
+        user guide's DEC page has the measurements). With 1, a run is the
         paper's single clustering phase.
-    selection : {"auto", "agreement", "compactness"}, default="auto"
+    selection : {"auto", "balance", "agreement", "compactness"}, default="auto"
         Which clustering phase is kept, among the ``n_init *
-        clustering_n_init`` phases: "agreement", the phase whose labels agree
-        most with the other phases' (highest mean adjusted Rand index; needs
-        at least three phases); "compactness", the phase of lowest
-        within-cluster over total sum of squares in its embedding; "auto",
-        agreement from three phases on, compactness below.
+        clustering_n_init`` phases: "balance", the phase whose cluster
+        sizes are the most balanced (the highest entropy of the sizes, the
+        rule of ``kmeans_selection="balance"``; ties go to the earlier
+        phase), for data whose classes have similar sizes; "agreement", the
+        phase whose labels agree most with the other phases' (highest mean
+        adjusted Rand index; needs at least three phases); "compactness",
+        the phase of lowest within-cluster over total sum of squares in its
+        embedding. "auto": "balance" for images; for tabular data
+        agreement from three phases on, compactness below (see the table
+        above; the user guide's DEC page has the measurements).
     update_interval : int, default=140
         Optimizer steps (mini-batches) between two updates of the target
         distribution (140, as popular reimplementations use; the paper:
@@ -338,10 +345,11 @@ class DECClustering(
         ``delta_label`` (the fraction of labels changed at the latest).
     restart_losses_ : ndarray of shape (n_init * clustering_n_init_,)
         The selection criterion of each clustering phase (run by run, the
-        phases of a run in order), lowest kept: one minus its mean adjusted
-        Rand index with the other phases (``selection_ == "agreement"``),
-        or the within-cluster over total sum of squares of its final
-        embedding (``"compactness"``; also when a callback or an
+        phases of a run in order), lowest kept: minus the entropy of its
+        cluster sizes (``selection_ == "balance"``), one minus its mean
+        adjusted Rand index with the other phases (``"agreement"``), or the
+        within-cluster over total sum of squares of its final embedding
+        (``"compactness"``; also for ``"agreement"`` when a callback or an
         interruption left fewer than three phases).
     kept_restarts_ : ndarray of int of shape (1,)
         The phase kept (index into ``restart_losses_``).
@@ -425,7 +433,7 @@ class DECClustering(
         "kmeans_selection": [StrOptions({"auto", "inertia", "balance"})],
         "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
         "clustering_n_init": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
-        "selection": [StrOptions({"auto", "agreement", "compactness"})],
+        "selection": [StrOptions({"auto", "agreement", "balance", "compactness"})],
         "update_interval": [Interval(numbers.Integral, 1, None, closed="left")],
         "label_change_tol": [Interval(numbers.Real, 0, 1, closed="both")],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
@@ -512,7 +520,7 @@ class DECClustering(
         return dict(
             hidden_layer_sizes=SMALL_IMAGE_WIDTHS if small_images else PAPER_WIDTHS,
             clustering_n_init=clustering_n_init,
-            selection="agreement" if self.n_init * given >= 3 else "compactness",
+            selection="balance" if image else "agreement" if self.n_init * given >= 3 else "compactness",
             perturbation="shift-rotate" if image else None,
             rescale_input=image,
             pretrain="greedy" if image else "end_to_end",
@@ -617,7 +625,10 @@ class DECClustering(
             if control is not None and control.ended:  # interrupted or stopped: no further run or phase
                 break
         self.restart_labels_ = np.stack([run["labels"].cpu().numpy() for run in runs])
-        if self.selection_ == "agreement" and len(runs) >= 3:
+        if self.selection_ == "balance":
+            counts = [torch.bincount(run["labels"], minlength=self.n_clusters) for run in runs]
+            self.restart_losses_ = -size_entropy(torch.stack(counts)).cpu().numpy()
+        elif self.selection_ == "agreement" and len(runs) >= 3:
             self.restart_losses_ = 1.0 - agreement(self.restart_labels_)
         else:  # one or two runs (also when a callback or an interruption ended the restarts early)
             self.restart_losses_ = np.asarray([run["compactness"] for run in runs])

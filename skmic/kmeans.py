@@ -405,12 +405,28 @@ def kmeans(
     )
 
 
+def size_entropy(counts):
+    """Entropy (in nats, float64) of each row of cluster sizes ``counts``: ``log(k)`` for equal sizes.
+
+    Parameters
+    ----------
+    counts : tensor or array-like of shape (..., n_clusters)
+        Samples per cluster (empty clusters count nothing).
+
+    Returns
+    -------
+    tensor of shape (...)
+    """
+    counts = torch.as_tensor(counts)
+    p = counts.double() / counts.sum(-1, keepdim=True).clamp_min(1)
+    return -(p * p.clamp_min(1e-300).log()).sum(-1)
+
+
 def _select_restart(inertia, counts, select):
     """The kept restart: lowest ``inertia``, or (``select="balance"``) highest entropy of the ``counts``."""
     if select == "inertia":
         return int(inertia.argmin())
-    p = counts.double() / counts.sum(1, keepdim=True).clamp_min(1)
-    entropy = -(p * p.clamp_min(1e-300).log()).sum(1).cpu()
+    entropy = size_entropy(counts).cpu()
     # the highest entropy; among restarts within float noise of it, the lowest inertia
     candidates = (entropy >= entropy.max() - 1e-12).nonzero()[:, 0]
     return int(candidates[inertia.cpu()[candidates].argmin()])

@@ -289,6 +289,19 @@ def test_clustering_phases_share_the_pretraining(blobs, monkeypatch):
     assert runs.restart_labels_.shape == (4, len(X)) and runs.selection_ == "agreement"
 
 
+def test_balance_keeps_the_phase_of_most_even_sizes(blobs):
+    X, _ = blobs
+    # a start that is not yet the blobs: the phases end differently
+    dec = tiny(pretrain_epochs=1, max_epochs=3, clustering_n_init=4, selection="balance", kmeans_n_init=1).fit(X)
+    entropy = []
+    for labels in dec.restart_labels_:  # naive entropy of the cluster sizes, in nats
+        p = np.array([np.mean(labels == c) for c in range(3)])
+        entropy.append(-sum(v * np.log(v) for v in p if v > 0))
+    np.testing.assert_allclose(dec.restart_losses_, -np.array(entropy), rtol=1e-12)
+    assert dec.kept_restarts_[0] == int(np.argmax(entropy))  # the first of equals
+    np.testing.assert_array_equal(dec.labels_, dec.restart_labels_[dec.kept_restarts_[0]])
+
+
 class _Recorder:
     """A perturbation that records the batches it sees and returns them unchanged (or shifted)."""
 
@@ -343,13 +356,13 @@ def test_auto_defaults_follow_the_data():
 
     est = DECClustering(10)
     assert resolved(est, np.zeros((1797, 64)), (1, 8, 8)) == (
-        "shift-rotate", True, "greedy", 200, "balance", 100, 3, "agreement")
+        "shift-rotate", True, "greedy", 200, "balance", 100, 3, "balance")
     assert resolved(est, np.zeros((10000, 64)), None) == (
         None, False, "end_to_end", 40, "inertia", 20, 1, "compactness")
     paper = DECClustering(10, perturbation=None, rescale_input=False, pretrain="end_to_end", pretrain_epochs=7,
                           kmeans_selection="inertia", clustering_n_init=1)
     assert resolved(paper, np.zeros((1797, 64)), (1, 8, 8)) == (
-        None, False, "end_to_end", 7, "inertia", 20, 1, "compactness")
+        None, False, "end_to_end", 7, "inertia", 20, 1, "balance")  # one phase: nothing to choose
     # the number of k-means restarts follows the rule that picks one of them, given or "auto"
     balanced = DECClustering(10, kmeans_selection="balance")
     assert resolved(balanced, np.zeros((1797, 64)), None)[4:6] == ("balance", 100)
