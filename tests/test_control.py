@@ -229,6 +229,21 @@ def test_an_interrupted_checkpointed_dec_resumes_where_it_stopped(X, tmp_path):
     np.testing.assert_array_equal(resumed.labels_, straight.labels_)
 
 
+def test_a_checkpointed_dec_resumes_in_its_second_clustering_phase(X, tmp_path):
+    path = tmp_path / "dec.ckpt"
+    with pytest.warns(TrainingInterruptedWarning):  # the second phase's second epoch (each phase has 6)
+        tiny_dec(clustering_n_init=2, callbacks=[Checkpoint(path), interrupt_after(8, "clustering")]).fit(X)
+    stages = []
+    record = lambda r: stages.append((r["stage"], r["epoch"]))  # noqa: E731
+    resumed = tiny_dec(clustering_n_init=2, callbacks=[Checkpoint(path), record]).fit(X)
+    # pretraining and the first phase are restored; the second goes on from its last saved epoch (1)
+    assert stages == [("clustering", e) for e in range(2, 7)]
+    straight = tiny_dec(clustering_n_init=2).fit(X)
+    np.testing.assert_array_equal(resumed.restart_labels_, straight.restart_labels_)
+    np.testing.assert_array_equal(resumed.labels_, straight.labels_)
+    np.testing.assert_allclose(resumed.restart_losses_, straight.restart_losses_, rtol=1e-12)
+
+
 KILLED_RUN = """
 import sys, time
 import torch
