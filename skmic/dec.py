@@ -343,8 +343,10 @@ class DECClustering(
         One record per epoch of the clustering phase: ``epoch``, ``loss``
         (the mean mini-batch loss) and, once two target updates were made,
         ``delta_label`` (the fraction of labels changed at the latest).
-    restart_losses_ : ndarray of shape (n_init * clustering_n_init_,)
-        The selection criterion of each clustering phase (run by run, the
+    restart_losses_ : ndarray of shape (n_phases,)
+        ``n_phases`` is ``n_init * clustering_n_init_`` (fewer when a
+        callback or an interruption ended the fit early). The selection
+        criterion of each clustering phase (run by run, the
         phases of a run in order), lowest kept: minus the entropy of its
         cluster sizes (``selection_ == "balance"``), one minus its mean
         adjusted Rand index with the other phases (``"agreement"``), or the
@@ -353,7 +355,7 @@ class DECClustering(
         interruption left fewer than three phases).
     kept_restarts_ : ndarray of int of shape (1,)
         The phase kept (index into ``restart_losses_``).
-    restart_labels_ : ndarray of shape (n_init * clustering_n_init_, n_samples)
+    restart_labels_ : ndarray of shape (n_phases, n_samples)
         Each phase's final labels on the training data (row
         ``kept_restarts_[0]`` is ``labels_``).
     pretrain_history_ : list of dict
