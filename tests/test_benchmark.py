@@ -271,7 +271,7 @@ def test_every_benchmark_command_of_the_results_runs_today():
 
 def test_every_results_file_has_a_command_to_run():
     """A .md names a command of today's tools; any other file is named by a .md (or shares its name)."""
-    scripts = re.compile(r"`(?:[A-Z_]+=\S+ )*(?:skmic (?:benchmark|demo)|python -m skmic demo|"
+    scripts = re.compile(r"`(?:[A-Z_]+=\S+ )*(?:(?:torchrun (?:--?[\w-]+ \S+ )*-m )?skmic (?:benchmark|demo)|python -m skmic demo|"
                          r"(?:python )?(benchmarks/[\w/]+\.py))[^`]*`")
     mds = {md.stem: md.read_text() for md in RESULTS.glob("*.md")}
     for name, text in mds.items():
