@@ -523,8 +523,7 @@ def _dec_restarts(dec, X, y, seed):
     mean ARI, DEC's ``selection="agreement"``) and ``balance<k>_acc`` (the most balanced
     cluster sizes, the rule of ``kmeans_selection="balance"``).
     """
-    from .dec import agreement
-    from .kmeans import size_entropy
+    from .dec import agreement, balance
     from .metrics import cluster_accuracy
 
     acc = [float(cluster_accuracy(y, labels)) for labels in dec.restart_labels_]
@@ -533,8 +532,7 @@ def _dec_restarts(dec, X, y, seed):
     for k in sorted({3, len(acc)} if len(acc) >= 3 else ()):
         labelings = dec.restart_labels_[:k]
         record[f"agreement{k}_acc"] = acc[int(np.argmax(agreement(labelings)))]
-        entropy = [float(size_entropy(np.bincount(labels))) for labels in labelings]
-        record[f"balance{k}_acc"] = acc[int(np.argmax(entropy))]
+        record[f"balance{k}_acc"] = acc[int(np.argmax(balance(labelings, int(labelings.max()) + 1)))]
     return record
 
 

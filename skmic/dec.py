@@ -78,6 +78,25 @@ def agreement(labelings):
     return (ari.sum(1) - 1.0) / (n - 1)
 
 
+def balance(labelings, n_clusters):
+    """Entropy of the cluster sizes of each labeling: highest for the most even sizes.
+
+    Parameters
+    ----------
+    labelings : array-like of shape (n_labelings, n_samples)
+        Clusterings of the same samples, labels in ``[0, n_clusters)``.
+    n_clusters : int
+
+    Returns
+    -------
+    ndarray of shape (n_labelings,)
+        In nats, ``log(n_clusters)`` for equal sizes
+        (:func:`skmic.kmeans.size_entropy` of the sizes).
+    """
+    counts = np.stack([np.bincount(labels, minlength=n_clusters) for labels in np.asarray(labelings)])
+    return size_entropy(counts).numpy()
+
+
 def _rms(z):
     """Root mean square of the entries of ``z`` (:class:`~skmic._data.Rows`), in float64."""
     total = sum(float(zb.double().pow(2).sum()) for _, zb in z.chunks(_PASS_ROWS))
@@ -613,12 +632,12 @@ class DECClustering(
                     "or rescale X (e.g. with StandardScaler, or rescale_input=True)."
                 )
             for phase in range(self.clustering_n_init_):
+                if self.clustering_n_init_ > 1:
+                    announce(self.verbose, self, f"clustering phase {phase + 1} of {self.clustering_n_init_}")
                 centers, _, _, _ = kmeans(
                     z, self.n_clusters, n_init=self.kmeans_n_init_, generator=generator, verbose=self.verbose,
                     owner=type(self).__name__, select=self.kmeans_selection_,
                 )
-                if self.clustering_n_init_ > 1:
-                    announce(self.verbose, self, f"clustering phase {phase + 1} of {self.clustering_n_init_}")
                 start = encoder if phase == self.clustering_n_init_ - 1 else copy.deepcopy(encoder)
                 runs.append(self._cluster(start, centers, Xt, augment, generator, []))
                 runs[-1]["pretrain_history"] = pretrain_history
@@ -628,8 +647,7 @@ class DECClustering(
                 break
         self.restart_labels_ = np.stack([run["labels"].cpu().numpy() for run in runs])
         if self.selection_ == "balance":
-            counts = [torch.bincount(run["labels"], minlength=self.n_clusters) for run in runs]
-            self.restart_losses_ = -size_entropy(torch.stack(counts)).cpu().numpy()
+            self.restart_losses_ = -balance(self.restart_labels_, self.n_clusters)
         elif self.selection_ == "agreement" and len(runs) >= 3:
             self.restart_losses_ = 1.0 - agreement(self.restart_labels_)
         else:  # one or two runs (also when a callback or an interruption ended the restarts early)
