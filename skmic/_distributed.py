@@ -165,7 +165,11 @@ def average_gradients(parameters):
 
     A parameter without a gradient on this rank counts as a zero gradient;
     one without a gradient on every rank keeps none (an optimizer skips it,
-    as it would in one process).
+    as it would in one process). The averaged gradient has its parameter's
+    memory layout (a channels-last convolution's weight gets a channels-last
+    gradient), as autograd's would: torch's fused Adam on the CPU reads a
+    gradient as if it had its parameter's strides, and a contiguous gradient
+    of a channels-last weight silently updates it with scrambled entries.
     """
     world = world_size()
     if world == 1:
@@ -179,7 +183,7 @@ def average_gradients(parameters):
     offset = 0
     for p, used in zip(params, has_grad.tolist()):
         n = p.numel()
-        p.grad = flat[offset : offset + n].view_as(p) / world if used else None
+        p.grad = torch.empty_like(p).copy_(flat[offset : offset + n].view(p.shape)).div_(world) if used else None
         offset += n
 
 

@@ -23,6 +23,8 @@ from skmic import DECClustering, DeepInfoMaxEmbedder, IICClustering, KMeansBasel
 from skmic import _distributed as distributed
 from skmic._data import Rows
 from skmic.metrics import cluster_accuracy
+from skmic._training import adam
+from skmic.nn.encoders import ConvEncoder
 from skmic.nn.losses import iic_joint, mutual_information
 
 WORLD = 2
@@ -121,6 +123,33 @@ def test_joint_and_gradient_of_the_global_mi(tmp_path):
     # the global MI, not rank 0's own: that one differs
     local = -mutual_information(iic_joint(*(_tiny_net()(t[0::2]) for t in (x, x_pert)))).detach()
     assert not torch.allclose(local, loss, rtol=1e-3)
+
+
+def _conv_adam_step():
+    """One fused-Adam step of a channels-last conv trunk on a fixed batch: its weights, gradients and strides.
+
+    Every rank computes the same gradient, so the average over the ranks must
+    step exactly as one process does.
+    """
+    torch.manual_seed(0)
+    net = ConvEncoder((1, 8, 8), (4, 8))
+    x = torch.randn(6, 64, generator=torch.Generator().manual_seed(1))
+    net(x).square().sum().backward()
+    distributed.average_gradients(net.parameters())
+    layouts = [(p.is_contiguous(), p.grad.stride() == p.stride()) for p in net.parameters()]
+    adam(net.parameters(), 0.1).step()
+    return [p.detach().clone() for p in net.parameters()], layouts
+
+
+def test_averaged_gradients_keep_the_parameters_layout(tmp_path):
+    # a contiguous gradient of a channels-last weight is read with the weight's strides by
+    # torch's fused CPU Adam: the 2-process IIC fits trained on scrambled conv gradients
+    weights, layouts = _conv_adam_step()
+    assert not all(contiguous for contiguous, _ in layouts)  # some weight is channels-last
+    for r_weights, r_layouts in run_ranks(tmp_path, _conv_adam_step):
+        assert all(same for _, same in r_layouts)
+        for w_rank, w_one in zip(r_weights, weights):
+            torch.testing.assert_close(w_rank, w_one, rtol=1e-6, atol=1e-7)
 
 
 # ----------------------------------------------------------- estimators
