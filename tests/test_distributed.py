@@ -22,8 +22,8 @@ import torch.multiprocessing as mp
 from skmic import DECClustering, DeepInfoMaxEmbedder, IICClustering, KMeansBaseline
 from skmic import _distributed as distributed
 from skmic._data import Rows
-from skmic.metrics import cluster_accuracy
 from skmic._training import adam
+from skmic.metrics import cluster_accuracy
 from skmic.nn.encoders import ConvEncoder
 from skmic.nn.losses import iic_joint, mutual_information
 
