@@ -180,10 +180,11 @@ def average_gradients(parameters):
     ] + [torch.tensor([float(p.grad is not None) for p in params], device=params[0].device)])
     flat = all_reduce_sum(flat)
     has_grad = flat[len(flat) - len(params):] > 0
+    flat /= world
     offset = 0
     for p, used in zip(params, has_grad.tolist()):
         n = p.numel()
-        p.grad = torch.empty_like(p).copy_(flat[offset : offset + n].view(p.shape)).div_(world) if used else None
+        p.grad = torch.empty_like(p).copy_(flat[offset : offset + n].view(p.shape)) if used else None
         offset += n
 
 

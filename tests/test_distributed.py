@@ -126,7 +126,8 @@ def test_joint_and_gradient_of_the_global_mi(tmp_path):
 
 
 def _conv_adam_step():
-    """One fused-Adam step of a channels-last conv trunk on a fixed batch: its weights, gradients and strides.
+    """One fused-Adam step of a channels-last conv trunk on a fixed batch: its weights, and per parameter
+    whether it is contiguous and whether its averaged gradient has its strides.
 
     Every rank computes the same gradient, so the average over the ranks must
     step exactly as one process does.
