@@ -36,10 +36,12 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _worker(rank, port, out_dir, job, args):
+def _worker(rank, port, out_dir, job, args, backend):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    if backend == "nccl":  # one GPU per rank
+        torch.cuda.set_device(rank)
+    dist.init_process_group(backend, rank=rank, world_size=WORLD)
     try:
         try:
             result = job(*args)
@@ -50,9 +52,9 @@ def _worker(rank, port, out_dir, job, args):
         dist.destroy_process_group()
 
 
-def run_ranks(tmp_path, job, *args):
-    """``job(*args)`` on each of 2 gloo ranks; the list of what each returned (or raised)."""
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path), job, args), nprocs=WORLD, join=True)
+def run_ranks(tmp_path, job, *args, backend="gloo"):
+    """``job(*args)`` on each of 2 ranks (gloo, or NCCL with a GPU each); the list of what each returned (or raised)."""
+    mp.spawn(_worker, args=(_free_port(), str(tmp_path), job, args, backend), nprocs=WORLD, join=True)
     return [pickle.loads(Path(tmp_path, f"rank{r}.pkl").read_bytes()) for r in range(WORLD)]
 
 
@@ -161,9 +163,9 @@ def _blobs():
     return (X - X.mean(0)) / X.std(0), y
 
 
-def _fit_job(name):
+def _fit_job(name, device="cpu"):
     X, y = _blobs()
-    est = _estimators()[name].fit(X)
+    est = _estimators()[name].set_params(device=device).fit(X)
     return est.world_size_, est.labels_, getattr(est, "cluster_centers_", None), cluster_accuracy(y, est.labels_)
 
 
@@ -189,6 +191,21 @@ def test_kmeans_equals_the_one_process_fit(tmp_path):
         assert world == WORLD
         np.testing.assert_array_equal(labels, one.labels_)
         np.testing.assert_allclose(centers, one.cluster_centers_, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < WORLD, reason=f"NCCL needs {WORLD} GPUs")
+@pytest.mark.parametrize("name", ["kmeans", "iic"])
+def test_nccl_fit_on_two_gpus(tmp_path, name):
+    """The NCCL path: each rank on its own GPU; k-means equals the one-GPU fit, IIC's replicas agree."""
+    ranks = run_ranks(tmp_path, _fit_job, name, "cuda", backend="nccl")
+    X, _ = _blobs()
+    one = _estimators()[name].set_params(device="cuda").fit(X)
+    for world, labels, _, acc in ranks:
+        assert world == WORLD
+        np.testing.assert_array_equal(labels, ranks[0][1])
+        assert acc > 0.9
+        if name == "kmeans":
+            np.testing.assert_array_equal(labels, one.labels_)
 
 
 @pytest.mark.slow  # ~30 s
