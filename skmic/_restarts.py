@@ -162,6 +162,19 @@ class Restarts:
         for param in self.net.main.parameters():
             self.optimizer.state.pop(param, None)
 
+    def restart_losses(self, head_losses):
+        """What the restarts are compared by ``(R,)``, lowest best: here their lowest main sub-head loss.
+
+        ``head_losses`` ``(R, n_heads)`` is :meth:`head_losses` (as a
+        NumPy array); an estimator that predicts with something else than
+        its main sub-heads compares the restarts by that instead.
+        """
+        return head_losses.min(1)
+
+    def criterion(self, n_kept):
+        """The phrase of :meth:`restart_losses` for the line that says which restarts are kept."""
+        return "lowest sub-head " + ("losses" if n_kept > 1 else "loss")
+
     def select(self, k):
         """Restart ``k`` alone (or the restarts in the sequence ``k``, stacked in that order).
 
@@ -181,14 +194,13 @@ class Restarts:
         kept = [self.indices[i] for i in ks]
         run = type(self)(self.est, net, optimizer, self.Xt, self.g, [self.generators[i] for i in ks], kept, self.n_total)
         if self.n_total > 1:
-            losses = "losses" if len(kept) > 1 else "loss"
-            announce(self.est.verbose, self.est, f"kept {restart_numbers(kept, self.n_total)} (lowest sub-head {losses})")
+            announce(self.est.verbose, self.est, f"kept {restart_numbers(kept, self.n_total)} ({self.criterion(len(kept))})")
         run.history = self.history if r == 1 else [restart_record(rec, ks) for rec in self.history]
         return run
 
 
 def fit_restarts(run_class, est, Xt, g, seeds, n_epochs, screen_epochs=None):
-    """Train a restart per seed, keep the one with the lowest sub-head loss.
+    """Train a restart per seed, keep the one with the lowest :meth:`Restarts.restart_losses`.
 
     Parameters
     ----------
@@ -210,14 +222,14 @@ def fit_restarts(run_class, est, Xt, g, seeds, n_epochs, screen_epochs=None):
     head_losses : ndarray of shape (1, n_heads)
         Its main sub-heads' final losses.
     restart_losses : ndarray of shape (len(seeds),)
-        Every restart's lowest sub-head loss (after the screening epochs
-        when screening).
+        Every restart's :meth:`Restarts.restart_losses` (after the screening
+        epochs when screening): its lowest sub-head loss by default.
     """
     first = n_epochs if screen_epochs is None else min(n_epochs, screen_epochs)
     run = run_class.start(est, Xt, g, seeds)
     run.train(first, stage="screening" if first < n_epochs else "training")
     losses = run.head_losses().cpu().numpy()
-    restart_losses = losses.min(1)
+    restart_losses = run.restart_losses(losses)
     best = int(np.argmin(restart_losses))
     run = run.select(best)
     head_losses = losses[[best]]

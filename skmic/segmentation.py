@@ -185,10 +185,11 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
     (textures, materials), balanced and confidently assigned.
 
     As :class:`IICClustering`, the network has ``n_heads`` main sub-heads
-    and as many over-clustering sub-heads, and ``n_init`` restarts keep the
-    one with the lowest loss. By default the segments are read from the
-    over-clustering heads: their clusters are merged into ``n_clusters``
-    segments by how often they neighbour each other (``selection``).
+    and as many over-clustering sub-heads, and of ``n_init`` restarts the
+    one whose predicting assignment has the lowest loss is kept. By default
+    the segments are read from the over-clustering heads: their clusters are
+    merged into ``n_clusters`` segments by how often they neighbour each
+    other (``selection``).
 
     Parameters
     ----------
@@ -205,15 +206,16 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         cost little (1x1 convolutions) and the lowest-loss one is usually
         better than a single one.
     n_init : int, default=3
-        Independent trainings; the one with the lowest final loss is kept.
-        They train side by side as one stacked network (grouped
-        convolutions, :mod:`skmic.nn.stacked`), one optimizer step for all,
-        each from its own seed: restart ``k`` is the training a single
-        restart with its seed would give (the mechanism of
-        :class:`IICClustering`). Three by default: a single training
-        sometimes ends in a partition that ignores the textures (pixel
-        accuracy 0.30 on one mosaic seed of six); the lowest loss of three
-        avoided it on every seed measured (the user guide).
+        Independent trainings; the one whose predicting assignment has the
+        lowest final loss is kept (``restart_losses_``). They train side by
+        side as one stacked network (grouped convolutions,
+        :mod:`skmic.nn.stacked`), one optimizer step for all, each from its
+        own seed: restart ``k`` is the training a single restart with its
+        seed would give (the mechanism of :class:`IICClustering`). Three by
+        default: a single training sometimes ends in a partition that
+        ignores the textures (pixel accuracy 0.30 on one mosaic seed of
+        six, 0.58 on one 3-class one); the best of three avoided it on
+        every seed measured (the user guide).
     selection : {"auto", "merged_overclusters", "lowest_loss"}, default="auto"
         How the segments are read from the trained network.
         "lowest_loss": the main sub-head with the lowest loss on the
@@ -227,8 +229,13 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         the sum of its over-cluster probabilities in the segment. Not in
         the paper: on texture mosaics the over-clustering heads separate
         the textures better than the main heads (the user guide has the
-        measurements). "auto": "merged_overclusters" when there are more
-        over-clusters than clusters, else "lowest_loss".
+        measurements). The restarts are then compared by the loss of their
+        merged sub-head (minus its mutual information between the images
+        and their perturbed copies), not by their main sub-heads': on
+        3-class mosaics that kept a better restart on 2 seeds of 3 and
+        dropped one that had merged two textures (the user guide). "auto":
+        "merged_overclusters" when there are more over-clusters than
+        clusters, else "lowest_loss".
     displacement : int, default=1
         ``d``: pixels are paired with every pixel of the perturbed output
         within ``d`` along each axis, ``(2d + 1)^2`` displacements, counted
@@ -341,7 +348,12 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
     kept_restarts_ : ndarray of int of shape (1,)
         The restart kept (index into ``restart_losses_``).
     restart_losses_ : ndarray of shape (n_init,)
-        Lowest sub-head loss of every restart.
+        What the restarts were compared by, the lowest kept: with
+        ``selection_`` "merged_overclusters", minus the mutual information of
+        each restart's merged over-clustering sub-head on the training
+        images (minus :meth:`score`; inf for a restart none of whose
+        sub-heads can be merged); with "lowest_loss", each restart's lowest
+        main sub-head loss.
     history_ : list of dict
         Per-epoch training record of the kept restart.
     n_iter_ : int
@@ -604,39 +616,45 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         self.best_head_ = int(np.argmin(self.head_losses_[0]))
         self.overcluster_groups_ = None
         if self.selection_ == "merged_overclusters":
-            self._merge_overclusters(run.Xt)
+            merge = self._best_merges(run)[0]
+            if merge is None:
+                warnings.warn(
+                    f"every over-clustering sub-head uses fewer than n_clusters={self.n_clusters} over-clusters, "
+                    "so none can be merged into the segments; the main sub-head with the lowest loss predicts "
+                    "instead (selection_='lowest_loss').",
+                    UserWarning,
+                )
+                self.selection_ = "lowest_loss"
+            else:
+                self.best_head_, self.overcluster_groups_ = merge
         self.history_ = run.history
         self.n_iter_ = len(run.history)
         self.labels_ = self._proba(X).argmax(1)
 
-    def _merge_overclusters(self, Xt):
-        """Merge every over-clustering sub-head (:func:`merge_overclusters`); keep the one of highest merged MI."""
-        module, dtype = self._for_inference(self.network_)
-        batch = _images_per_pass(Xt)
-        joint = 0.0
-        with torch.no_grad():
-            for idx in batches(Xt.shape[0], batch, shuffle=False, device=Xt.device):
-                z = pixel_heads(module.over, module(Xt[idx].to(dtype))).double()
-                joint = joint + segmentation_joint(z, z, self.displacement)
-        joint = distributed.all_reduce_sum(joint)  # scale-free: the same merge from a shard or from all rows
-        best = None
-        for head, head_joint in enumerate(joint):
-            groups = merge_overclusters(head_joint, self.n_clusters)
-            if groups is None:
-                continue
-            mi = float(segmentation_mi(merged_joint(head_joint, groups, self.n_clusters), self.lamb, self.reduction))
-            if best is None or mi > best[0]:
-                best = (mi, head, groups)
-        if best is None:
-            warnings.warn(
-                f"every over-clustering sub-head uses fewer than n_clusters={self.n_clusters} over-clusters, so "
-                "none can be merged into the segments; the main sub-head with the lowest loss predicts instead "
-                "(selection_='lowest_loss').",
-                UserWarning,
-            )
-            self.selection_ = "lowest_loss"
-            return
-        _, self.best_head_, self.overcluster_groups_ = best
+    def _best_merges(self, run):
+        """The merged over-clustering sub-head of every restart of ``run``: ``(head, groups)``, or None.
+
+        Every over-clustering sub-head's clusters are merged into
+        ``n_clusters`` segments by their co-occurrence within
+        ``displacement`` on the training images (:func:`merge_overclusters`);
+        a restart's merged sub-head is the one whose merged co-occurrence
+        has the highest mutual information. None for a restart none of whose
+        sub-heads uses ``n_clusters`` over-clusters.
+        """
+        joints, k = run.cooccurrence_joints(), self.n_heads
+        merges = []
+        for r in range(run.n_restarts):
+            best = None
+            for head in range(k):
+                groups = merge_overclusters(joints[r * k + head], self.n_clusters)
+                if groups is None:
+                    continue
+                mi = float(segmentation_mi(merged_joint(joints[r * k + head], groups, self.n_clusters), self.lamb,
+                                           self.reduction))
+                if best is None or mi > best[0]:
+                    best = (mi, head, groups)
+            merges.append(None if best is None else best[1:])
+        return merges
 
     # ------------------------------------------------------------- inference
     def _infer_images(self, fn, X):
@@ -786,6 +804,48 @@ class _PixelRestarts(Restarts):
         return -segmentation_mi(self.head_joints(self.net.main), self.est.lamb, self.est.reduction).view(
             self.n_restarts, -1
         )
+
+    def restart_losses(self, head_losses):
+        """Minus the mutual information of what would predict, per restart ``(R,)``.
+
+        With ``selection_`` "merged_overclusters" the segments come from a
+        merged over-clustering sub-head (:meth:`IICSegmentation._best_merges`),
+        so the restarts are compared by that merged assignment's loss on the
+        training images (minus :meth:`IICSegmentation.score`; inf for a
+        restart that cannot be merged), not by their main sub-heads'.
+        """
+        if self.est.selection_ != "merged_overclusters":
+            return super().restart_losses(head_losses)
+        joints, k, n_clusters = self.head_joints(self.net.over), self.est.n_heads, self.est.n_clusters
+        losses = np.full(self.n_restarts, np.inf)
+        for r, merge in enumerate(self.est._best_merges(self)):
+            if merge is not None:
+                head, groups = merge
+                joint = merged_joint(joints[r * k + head], groups, n_clusters)
+                losses[r] = -float(segmentation_mi(joint, self.est.lamb, self.est.reduction))
+        return losses
+
+    def criterion(self, n_kept):
+        if self.est.selection_ != "merged_overclusters":
+            return super().criterion(n_kept)
+        return "highest mutual information of the merged over-clusters"
+
+    def cooccurrence_joints(self):
+        """Joints ``(R * n_heads, 2d + 1, 2d + 1, C, C)`` of every over-clustering sub-head with itself.
+
+        Each image's over-cluster assignments paired with themselves at
+        every displacement, summed over the training images (and over the
+        ranks of a distributed fit); float64, from the inference copy of the
+        network.
+        """
+        module, dtype = self.est._for_inference(self.net)
+        Xt, R = self.Xt, self.n_restarts
+        joint = 0.0
+        with torch.no_grad():
+            for idx in batches(Xt.shape[0], _images_per_pass(Xt, R), shuffle=False, device=Xt.device):
+                z = pixel_heads(module.over, module(Xt[idx].to(dtype).repeat(1, R, 1, 1))).double()
+                joint = joint + segmentation_joint(z, z, self.est.displacement)
+        return distributed.all_reduce_sum(joint)  # scale-free: the same merge from a shard or from all rows
 
     def head_joints(self, head):
         """Joints ``(R * n_heads, 2d + 1, 2d + 1, C, C)`` of every sub-head of ``head`` over all the images.

@@ -252,7 +252,7 @@ def test_verbose_numbers_the_restarts_of_each_phase(X, capfd):
     best = restart_numbers([np.argmin(seg.restart_losses_)], 3)
     assert _lines(capfd.readouterr().err, "IICSegmentation") == [
         "IICSegmentation: restarts 1-3 of 3 train together for 1 epoch",
-        f"IICSegmentation: kept {best} (lowest sub-head loss)",
+        f"IICSegmentation: kept {best} (highest mutual information of the merged over-clusters)",
         f"IICSegmentation: {best} trains on for 1 epoch",
     ]
 

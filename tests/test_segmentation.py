@@ -340,8 +340,12 @@ def test_reproducible_restarts_and_no_global_rng_change(mosaics):
     assert np.random.get_state()[1].tolist() == np_state[1].tolist()
     b = tiny(n_init=2, random_state=3, head_reset=None).fit(images)
     np.testing.assert_array_equal(a.labels_, b.labels_)
-    assert a.restart_losses_.shape == (2,) and a.restart_losses_.min() == a.head_losses_.min()
-    assert a.restart_losses_[0] != a.restart_losses_[1]
+    assert a.restart_losses_.shape == (2,) and a.restart_losses_[0] != a.restart_losses_[1]
+    # compared by what predicts: the kept restart's merged over-clusters' loss is minus its score
+    assert a.selection_ == "merged_overclusters" and a.kept_restarts_[0] == np.argmin(a.restart_losses_)
+    assert a.restart_losses_.min() == pytest.approx(-a.score(images), rel=1e-5)
+    c = tiny(n_init=2, random_state=3, selection="lowest_loss").fit(images)
+    assert c.restart_losses_.min() == c.head_losses_.min()
 
 
 def test_restart_k_of_a_batched_fit_is_the_lone_fit_with_its_seed(mosaics):
@@ -431,8 +435,8 @@ def test_callbacks_interrupt_and_checkpoint(mosaics, tmp_path):
 
     # an interrupt before the head reset (after epoch 2 of 5) keeps the trained heads, not fresh ones
     with pytest.warns(TrainingInterruptedWarning, match=r"kept \(n_iter_=1\)"):
-        est = tiny(max_epochs=5, head_reset=0.5, callbacks=[interrupt_at(1)]).fit(images)
-    assert est.head_losses_.min() == est.restart_losses_.min()
+        est = tiny(max_epochs=5, head_reset=0.5, selection="lowest_loss", callbacks=[interrupt_at(1)]).fit(images)
+    assert est.head_losses_.min() == est.restart_losses_.min()  # the main heads that were compared
     # a checkpointed run interrupted after the reset resumes to the same model as a straight run
     path = tmp_path / "seg.ckpt"
     kw = dict(max_epochs=5, n_init=2, head_reset=0.5)
