@@ -406,12 +406,13 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
     best main sub-head, or the merged over-clustering sub-head) averaged
     over displacements; at most ``ln n_clusters``.
 
-    Measured (the results page, ``segmentation_mosaics4_defaults_4blocks_cpu``):
-    on 4-class 64x64 texture mosaics the defaults reach a median pixel
-    accuracy of 0.85 over 3 seeds (0.86 on 3 fresh seeds; k-means on 7x7
-    patches: 0.29-0.30), short of the 0.9 the project aimed at: the errors
-    lie within a few pixels of region borders. On 3-class mosaics two
-    seeds of three stay near 0.55 (median 0.58; see the user guide).
+    Measured (the results page, ``segmentation_select_merged_cpu``): on
+    3-class 64x64 texture mosaics the defaults reach pixel accuracies of
+    0.87-0.89 on six seeds; on 4-class mosaics 0.83-0.84 on three seeds of
+    six and 0.61-0.67 on the others on one machine (0.83-0.86 on all six on
+    another), short of the 0.9 the project aimed at (k-means on 7x7
+    patches: 0.26-0.30). On the good seeds the errors lie within a few
+    pixels of region borders.
 
     Examples
     --------
