@@ -213,9 +213,11 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         own seed: restart ``k`` is the training a single restart with its
         seed would give (the mechanism of :class:`IICClustering`). Three by
         default: a single training sometimes ends in a partition that
-        ignores the textures (pixel accuracy 0.30 on one mosaic seed of
-        six, 0.58 on one 3-class one); the best of three avoided it on
-        every seed measured (the user guide).
+        ignores the textures (pixel accuracy 0.30 on one 4-class mosaic seed
+        of six, 0.58 on one 3-class restart of nine); the best of three
+        avoided it on every seed on one machine, but not on all 4-class
+        seeds on another, where all three restarts of a seed stayed at
+        0.64-0.75 (the user guide).
     selection : {"auto", "merged_overclusters", "lowest_loss"}, default="auto"
         How the segments are read from the trained network.
         "lowest_loss": the main sub-head with the lowest loss on the
@@ -232,8 +234,8 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         measurements). The restarts are then compared by the loss of their
         merged sub-head (minus its mutual information between the images
         and their perturbed copies), not by their main sub-heads': on
-        3-class mosaics that kept a better restart on 2 seeds of 3 and
-        dropped one that had merged two textures (the user guide). "auto":
+        3-class mosaics that kept a better restart on 2 seeds of 3 and the
+        same one on the third (the user guide). "auto":
         "merged_overclusters" when there are more over-clusters than
         clusters, else "lowest_loss".
     displacement : int, default=1
