@@ -652,8 +652,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
                 groups = merge_overclusters(joints[r * k + head], self.n_clusters)
                 if groups is None:
                     continue
-                mi = float(segmentation_mi(merged_joint(joints[r * k + head], groups, self.n_clusters), self.lamb,
-                                           self.reduction))
+                mi = -run.merged_loss(joints[r * k + head], groups)
                 if best is None or mi > best[0]:
                     best = (mi, head, groups)
             merges.append(None if best is None else best[1:])
@@ -747,9 +746,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         run = _PixelRestarts(self, self.network_, None, self._as_tensor(X).float(), self._perturbation(), [None])
         if self.overcluster_groups_ is None:
             return -float(run.head_losses()[0, self.best_head_])
-        joint = merged_joint(run.head_joints(self.network_.over)[self.best_head_], self.overcluster_groups_,
-                             self.n_clusters)
-        return float(segmentation_mi(joint, self.lamb, self.reduction))
+        return -run.merged_loss(run.head_joints(self.network_.over)[self.best_head_], self.overcluster_groups_)
 
 
 class _PixelRestarts(Restarts):
@@ -819,14 +816,18 @@ class _PixelRestarts(Restarts):
         """
         if self.est.selection_ != "merged_overclusters":
             return super().restart_losses(head_losses)
-        joints, k, n_clusters = self.head_joints(self.net.over), self.est.n_heads, self.est.n_clusters
+        joints, k = self.head_joints(self.net.over), self.est.n_heads
         losses = np.full(self.n_restarts, np.inf)
         for r, merge in enumerate(self.est._best_merges(self)):
             if merge is not None:
                 head, groups = merge
-                joint = merged_joint(joints[r * k + head], groups, n_clusters)
-                losses[r] = -float(segmentation_mi(joint, self.est.lamb, self.est.reduction))
+                losses[r] = self.merged_loss(joints[r * k + head], groups)
         return losses
+
+    def merged_loss(self, joint, groups):
+        """Minus the mutual information of the over-clusters of ``joint`` merged by ``groups`` (a float)."""
+        merged = merged_joint(joint, groups, self.est.n_clusters)
+        return -float(segmentation_mi(merged, self.est.lamb, self.est.reduction))
 
     def criterion(self, n_kept):
         if self.est.selection_ != "merged_overclusters":
