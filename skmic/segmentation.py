@@ -16,11 +16,11 @@ from ._base import (
     check_layer_sizes,
 )
 from ._restarts import Restarts, fit_restarts
-from ._training import batches
+from ._training import adam, batches, train
 from .nn.encoders import init_weights
 from .nn.heads import IICNet
 from .nn.losses import segmentation_joint, segmentation_mi
-from .nn.segmentation import FullyConvEncoder, pixel_heads
+from .nn.segmentation import FullyConvEncoder, PixelClassifier, pixel_heads
 from .nn.stacked import restart_seeds
 from .perturbations import (
     INVERTIBLE_PERTURBATIONS, ImagePerturbation, invert_affine, make_invertible_perturbation,
@@ -33,6 +33,13 @@ INFERENCE_PIXELS = 2**18
 
 #: optimizer steps per restart that ``max_epochs="auto"`` aims at
 TRAINING_STEPS = 800
+
+#: refinement (``refinement_rounds``): optimizer steps a round aims at, Adam's
+#: rate, and how far (pixels, along each axis) a training pixel lies from a
+#: border of the labels it learns
+REFINEMENT_STEPS = 50
+REFINEMENT_LEARNING_RATE = 1e-3
+REFINEMENT_MARGIN = 4
 
 
 def _images_per_pass(X, restarts=1):
@@ -437,6 +444,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         "displacement": [Interval(numbers.Integral, 0, None, closed="left")],
         "reduction": [StrOptions({"mean", "sum"})],
         "head_reset": [Interval(numbers.Real, 0, 1, closed="neither"), None],
+        "refinement_rounds": [Interval(numbers.Integral, 0, None, closed="left")],
         "sobel": ["boolean"],
         "n_repeats": [Interval(numbers.Integral, 1, None, closed="left")],
         "lamb": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -470,6 +478,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         reduction="mean",
         sobel=True,
         head_reset=None,
+        refinement_rounds=4,
         n_repeats=2,
         lamb=1.0,
         image_shape=None,
@@ -494,6 +503,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         self.reduction = reduction
         self.sobel = sobel
         self.head_reset = head_reset
+        self.refinement_rounds = refinement_rounds
         self.n_repeats = n_repeats
         self.lamb = lamb
         self.image_shape = image_shape
@@ -632,7 +642,46 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
                 self.best_head_, self.overcluster_groups_ = merge
         self.history_ = run.history
         self.n_iter_ = len(run.history)
+        self.refiner_ = None
         self.labels_ = self._proba(X).argmax(1)
+        if self.refinement_rounds:
+            self.refiner_ = self._refine(X, self.labels_)
+            self.labels_ = self._proba(X).argmax(1)
+
+    def _refine(self, X, labels):
+        """The full-resolution :class:`~skmic.nn.segmentation.PixelClassifier` self-trained from ``labels``.
+
+        Each of the ``refinement_rounds`` rounds trains it (cross-entropy,
+        Adam) for about REFINEMENT_STEPS steps on the current labels of the
+        pixels that have no other label within REFINEMENT_MARGIN pixels, then
+        relabels every image with it. Each round is a stage of the one
+        training loop, so callbacks, interruptions and checkpoints see it.
+        """
+        Xt = self._as_tensor(X).float()
+        net = PixelClassifier(Xt.shape[1], self.n_clusters, sobel=self.sobel).to(self.device_)
+        optimizer = adam(net.parameters(), REFINEMENT_LEARNING_RATE)
+        generator = torch.Generator(self.device_).manual_seed(int(torch.randint(2**62, ())))
+        steps_per_epoch = max(1, math.ceil(Xt.shape[0] / self.batch_size))
+        epochs = math.ceil(REFINEMENT_STEPS / steps_per_epoch)
+        y = torch.as_tensor(labels, device=self.device_)
+        for _ in range(self.refinement_rounds):
+            # 1 where no other label lies within REFINEMENT_MARGIN pixels (the max-pool pads with -inf)
+            onehot = F.one_hot(y, self.n_clusters).permute(0, 3, 1, 2).float()
+            window = 2 * REFINEMENT_MARGIN + 1
+            weight = (F.max_pool2d(onehot, window, 1, REFINEMENT_MARGIN).sum(1) == 1).float()
+
+            def step(idx, phase, y=y, weight=weight):
+                w = weight[idx]
+                loss = F.cross_entropy(net(Xt[idx]), y[idx], reduction="none")
+                return (loss * w).sum() / w.sum().clamp_min(1.0)
+
+            train(step, n_samples=Xt.shape[0], optimizer=optimizer, max_epochs=epochs, generator=generator,
+                  modules=[net], **dict(self._train_options(), desc="refinement"))
+            # relabelled by the trained float32 net itself (the same within a fit; the float64
+            # inference copy that makes predictions batch-independent runs several times slower)
+            y = torch.as_tensor(self._batched(lambda x: net(x).argmax(1), X, batch_size=_images_per_pass(Xt)),
+                                device=self.device_)
+        return net
 
     def _best_merges(self, run):
         """The merged over-clustering sub-head of every restart of ``run``: ``(head, groups)``, or None.
@@ -659,13 +708,15 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         return merges
 
     # ------------------------------------------------------------- inference
-    def _infer_images(self, fn, X):
-        """``fn(network, images)`` over ``X`` in batches of about INFERENCE_PIXELS pixels."""
-        module, dtype = self._for_inference(self.network_)
+    def _infer_images(self, fn, X, network=None):
+        """``fn(network, images)`` over ``X`` in batches of about INFERENCE_PIXELS pixels (default: ``network_``)."""
+        module, dtype = self._for_inference(self.network_ if network is None else network)
         batch = _images_per_pass(X)
         return self._batched(lambda x: fn(module, x), X, batch_size=batch, dtype=dtype)
 
     def _proba(self, X):
+        if self.refiner_ is not None:
+            return self._infer_images(lambda net, x: net(x).softmax(1).double(), X, self.refiner_)
         head, groups = self.best_head_, self.overcluster_groups_
 
         def proba(net, x):

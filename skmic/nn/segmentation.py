@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FullyConvEncoder", "pixel_heads", "sobel_channels"]
+__all__ = ["FullyConvEncoder", "PixelClassifier", "pixel_heads", "sobel_channels"]
 
 #: Sobel kernel of the horizontal derivative (its transpose is the vertical one)
 _SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
@@ -95,6 +95,47 @@ class FullyConvEncoder(nn.Module):
             n, _, h, w = x.shape
             x = sobel_channels(x.reshape(n * self.restarts, self.in_channels, h, w)).view(n, -1, h, w)
         return self.blocks(x)
+
+
+class PixelClassifier(nn.Module):
+    """A small full-resolution net: 3x3 conv blocks without pooling and a 1x1 conv to class logits.
+
+    Every block is a 3x3 convolution (dilated by its entry of
+    ``dilations``, padded to keep the size), BatchNorm and ReLU; a 1x1
+    convolution then gives ``n_classes`` logits at every pixel. It keeps
+    the input's size, so its output needs no upsampling, and its receptive
+    field is ``1 + 2 * sum(dilations)`` pixels a side (15 by default): enough
+    to see a few periods of a fine texture, small enough that a pixel near a
+    region border is judged mostly by its own side.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input (without Sobel channels).
+    n_classes : int
+        Logits per pixel.
+    width : int, default=32
+        Channels of every block.
+    dilations : sequence of int, default=(1, 1, 1, 2, 2)
+        One block per entry, with that dilation.
+    sobel : bool, default=False
+        Append the Sobel gradients of the grey level to the input
+        (:func:`sobel_channels`).
+    """
+
+    def __init__(self, in_channels, n_classes, width=32, dilations=(1, 1, 1, 2, 2), *, sobel=False):
+        super().__init__()
+        self.sobel = sobel
+        layers, c = [], in_channels + 2 if sobel else in_channels
+        for d in dilations:
+            layers += [nn.Conv2d(c, width, 3, padding=d, dilation=d, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            c = width
+        layers.append(nn.Conv2d(c, n_classes, 1))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x):
+        """Logits ``(n, n_classes, H, W)`` of images ``(n, in_channels, H, W)``."""
+        return self.layers(sobel_channels(x) if self.sobel else x)
 
 
 def pixel_heads(heads, feature_map):
