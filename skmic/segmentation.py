@@ -26,7 +26,7 @@ from .perturbations import (
     INVERTIBLE_PERTURBATIONS, ImagePerturbation, invert_affine, make_invertible_perturbation,
 )
 
-__all__ = ["IICSegmentation", "merge_overclusters", "merged_joint", "patch_features"]
+__all__ = ["IICSegmentation", "interior_pixels", "merge_overclusters", "merged_joint", "patch_features"]
 
 #: pixels per forward pass at inference time (bounds activation memory)
 INFERENCE_PIXELS = 2**18
@@ -136,6 +136,37 @@ def merge_overclusters(joint, n_clusters):
         warnings.filterwarnings("ignore", message="Graph is not fully connected")
         groups[used] = spectral.fit_predict(affinity[np.ix_(used, used)])
     return groups
+
+
+def interior_pixels(labels, n_clusters, margin):
+    """Pixels with no other label within ``margin`` pixels along each axis.
+
+    The pixels the refinement of :class:`IICSegmentation` learns from: away
+    from the borders of a segmentation, where its labels are most reliable.
+    The image's own edges are no border.
+
+    Parameters
+    ----------
+    labels : LongTensor of shape (n, H, W)
+        Labels in ``[0, n_clusters)``.
+    n_clusters : int
+    margin : int
+
+    Returns
+    -------
+    BoolTensor of shape (n, H, W)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmic.segmentation import interior_pixels
+    >>> interior_pixels(torch.tensor([[[0, 0, 0, 1, 1]]]), 2, 1).int().tolist()
+    [[[1, 1, 0, 0, 1]]]
+    """
+    onehot = F.one_hot(labels, n_clusters).permute(0, 3, 1, 2).float()
+    # a label present in the (2 margin + 1)^2 window around a pixel; max_pool2d pads with -inf
+    present = F.max_pool2d(onehot, 2 * margin + 1, 1, margin) if margin else onehot
+    return present.sum(1) == 1
 
 
 def _group_matrix(groups, n_clusters, like):
@@ -608,8 +639,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         run, self.head_losses_, self.restart_losses_ = fit_restarts(
             _PixelRestarts, self, Xt, g, restart_seeds(torch.initial_seed(), self.n_init), first,
         )
-        control = getattr(self, "_training_control", None)
-        if first < n_epochs and not (control is not None and control.ended):
+        if first < n_epochs and not self._training_ended():
             run.reset_main_heads()
             run.train(n_epochs - first)
             self.head_losses_ = run.head_losses().cpu().numpy()
@@ -644,9 +674,15 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         self.n_iter_ = len(run.history)
         self.refiner_ = None
         self.labels_ = self._proba(X).argmax(1)
-        if self.refinement_rounds:
+        if self.refinement_rounds and not self._training_ended():
             self.refiner_ = self._refine(X, self.labels_)
-            self.labels_ = self._proba(X).argmax(1)
+            if self.refiner_ is not None:
+                self.labels_ = self._proba(X).argmax(1)
+
+    def _training_ended(self):
+        """Whether a callback or an interruption has ended this fit's training."""
+        control = getattr(self, "_training_control", None)
+        return control is not None and control.ended
 
     def _refine(self, X, labels):
         """The full-resolution :class:`~skmic.nn.segmentation.PixelClassifier` self-trained from ``labels``.
@@ -655,7 +691,9 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         Adam) for about REFINEMENT_STEPS steps on the current labels of the
         pixels that have no other label within REFINEMENT_MARGIN pixels, then
         relabels every image with it. Each round is a stage of the one
-        training loop, so callbacks, interruptions and checkpoints see it.
+        training loop, so callbacks, interruptions and checkpoints see it;
+        None when they end training before the last round has completed
+        (the IIC network's segments then stand).
         """
         Xt = self._as_tensor(X).float()
         net = PixelClassifier(Xt.shape[1], self.n_clusters, sobel=self.sobel).to(self.device_)
@@ -665,18 +703,17 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         epochs = math.ceil(REFINEMENT_STEPS / steps_per_epoch)
         y = torch.as_tensor(labels, device=self.device_)
         for _ in range(self.refinement_rounds):
-            # 1 where no other label lies within REFINEMENT_MARGIN pixels (the max-pool pads with -inf)
-            onehot = F.one_hot(y, self.n_clusters).permute(0, 3, 1, 2).float()
-            window = 2 * REFINEMENT_MARGIN + 1
-            weight = (F.max_pool2d(onehot, window, 1, REFINEMENT_MARGIN).sum(1) == 1).float()
+            weight = interior_pixels(y, self.n_clusters, REFINEMENT_MARGIN).float()
 
             def step(idx, phase, y=y, weight=weight):
                 w = weight[idx]
                 loss = F.cross_entropy(net(Xt[idx]), y[idx], reduction="none")
                 return (loss * w).sum() / w.sum().clamp_min(1.0)
 
-            train(step, n_samples=Xt.shape[0], optimizer=optimizer, max_epochs=epochs, generator=generator,
-                  modules=[net], **dict(self._train_options(), desc="refinement"))
+            result = train(step, n_samples=Xt.shape[0], optimizer=optimizer, max_epochs=epochs, generator=generator,
+                           modules=[net], **dict(self._train_options(), desc="refinement"))
+            if result.interrupted or result.n_epochs < epochs:
+                return None
             # relabelled by the trained float32 net itself (the same within a fit; the float64
             # inference copy that makes predictions batch-independent runs several times slower)
             y = torch.as_tensor(self._batched(lambda x: net(x).argmax(1), X, batch_size=_images_per_pass(Xt)),
@@ -795,6 +832,8 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         """
         X = self._check_fitted_input(X)
         run = _PixelRestarts(self, self.network_, None, self._as_tensor(X).float(), self._perturbation(), [None])
+        if self.refiner_ is not None:
+            return -run.refined_loss(self.refiner_)
         if self.overcluster_groups_ is None:
             return -float(run.head_losses()[0, self.best_head_])
         return -run.merged_loss(run.head_joints(self.network_.over)[self.best_head_], self.overcluster_groups_)
@@ -902,21 +941,45 @@ class _PixelRestarts(Restarts):
                 joint = joint + segmentation_joint(z, z, self.est.displacement)
         return distributed.all_reduce_sum(joint)  # scale-free: the same merge from a shard or from all rows
 
+    def _fixed_views(self):
+        """``(x, x_pert, theta)`` over all the images in batches: one perturbation draw from a fixed seed."""
+        Xt = self.Xt
+        generator = torch.Generator(Xt.device).manual_seed(0)
+        for idx in batches(Xt.shape[0], _images_per_pass(Xt, self.n_restarts), shuffle=False, device=Xt.device):
+            x = Xt[idx]
+            yield (x, *self.g.perturb(x, generator))
+
     def head_joints(self, head):
         """Joints ``(R * n_heads, 2d + 1, 2d + 1, C, C)`` of every sub-head of ``head`` over all the images.
 
-        In eval mode, with one draw of the perturbation from a fixed seed,
-        the same for every restart; accumulated in float64.
+        In eval mode, with one draw of the perturbation from a fixed seed
+        (:meth:`_fixed_views`), the same for every restart; accumulated in
+        float64.
         """
-        Xt, R = self.Xt, self.n_restarts
-        generator = torch.Generator(Xt.device).manual_seed(0)
-        batch = _images_per_pass(Xt, R)
+        R = self.n_restarts
+        expand = lambda t: t.expand(R, *t.shape)  # noqa: E731
         joint = 0.0
         with torch.no_grad():
-            for idx in batches(Xt.shape[0], batch, shuffle=False, device=Xt.device):
-                x = Xt[idx]
-                x_pert, theta = self.g.perturb(x, generator)
-                expand = lambda t: t.expand(R, *t.shape)  # noqa: E731
+            for x, x_pert, theta in self._fixed_views():
                 for z, z_back in self._pairs((head,), expand(x), expand(x_pert), theta.repeat(R, 1, 1)):
                     joint = joint + segmentation_joint(z.double(), z_back.double(), self.est.displacement)
         return joint
+
+    def refined_loss(self, refiner):
+        """Minus the mutual information of the refinement network's assignment (a float).
+
+        As :meth:`head_joints`, on the same views: the full-resolution
+        probabilities of the images and of their perturbed copies (mapped
+        back) are averaged over ``2 ** n_pool`` squares, so that the
+        displacements count pixels of the trunk's output map as for the
+        heads.
+        """
+        stride = self.net.trunk.stride
+        pool = lambda z: F.avg_pool2d(z, stride) if stride > 1 else z  # noqa: E731
+        joint = 0.0
+        with torch.no_grad():
+            for x, x_pert, theta in self._fixed_views():
+                z, z_pert = refiner(x).softmax(1), refiner(x_pert).softmax(1)
+                z, z_back = pool(z).double(), pool(invert_affine(z_pert, theta)).double()
+                joint = joint + segmentation_joint(z, z_back, self.est.displacement)
+        return -float(segmentation_mi(joint, self.est.lamb, self.est.reduction))

@@ -28,11 +28,11 @@ from skmic.datasets import TEXTURE_FAMILIES, make_texture_mosaics
 from skmic.metrics import cluster_accuracy, pixel_accuracy, pixel_mapping
 from skmic.nn.heads import ClusterHeads
 from skmic.nn.losses import iic_joint, mutual_information, segmentation_joint, segmentation_mi
-from skmic.nn.segmentation import FullyConvEncoder, pixel_heads, sobel_channels
+from skmic.nn.segmentation import FullyConvEncoder, PixelClassifier, pixel_heads, sobel_channels
 from skmic.perturbations import (
     ElasticPerturbation, ImagePerturbation, inverse_affine, invert_affine, make_invertible_perturbation,
 )
-from skmic.segmentation import _PixelRestarts, merge_overclusters, merged_joint, patch_features
+from skmic.segmentation import _PixelRestarts, interior_pixels, merge_overclusters, merged_joint, patch_features
 
 
 def _soft_maps(shape, seed):
@@ -256,7 +256,7 @@ def test_merged_joint_is_the_joint_of_the_merged_assignments():
 # ---------------------------------------------------------------- estimator
 def tiny(**kw):
     params = dict(n_clusters=2, n_init=1, n_heads=2, max_epochs=2, conv_channels=(6, 8), n_pool=1,
-                  batch_size=4, device="cpu", random_state=0)
+                  batch_size=4, refinement_rounds=0, device="cpu", random_state=0)
     params.update(kw)
     return IICSegmentation(**params)
 
@@ -417,21 +417,23 @@ def test_warm_start_continues_training(mosaics):
     assert est.n_iter_ == 5
 
 
+def interrupt_at(k):
+    """A callback that raises KeyboardInterrupt at the end of the fit's ``k``-th epoch (all stages counted)."""
+    calls = []
+
+    def callback(record):
+        calls.append(record)
+        if len(calls) == k:
+            raise KeyboardInterrupt
+
+    return callback
+
+
 def test_callbacks_interrupt_and_checkpoint(mosaics, tmp_path):
     images, _ = mosaics
     records = []
     est = tiny(max_epochs=4, callbacks=[lambda r: records.append(r) or r["epoch"] == 2]).fit(images)
     assert est.n_iter_ == 2 and records[-1]["stage"] == "training" and "loss" in records[-1]
-
-    def interrupt_at(k):  # a callback that raises KeyboardInterrupt at the end of the fit's k-th epoch
-        calls = []
-
-        def callback(record):
-            calls.append(record)
-            if len(calls) == k:
-                raise KeyboardInterrupt
-
-        return callback
 
     # an interrupt before the head reset (after epoch 2 of 5) keeps the trained heads, not fresh ones
     with pytest.warns(TrainingInterruptedWarning, match=r"kept \(n_iter_=1\)"):
@@ -450,6 +452,91 @@ def test_callbacks_interrupt_and_checkpoint(mosaics, tmp_path):
                                rtol=1e-5)
     # the same model (a restored stage leaves the network in eval mode, so the head losses
     # computed after it do not move BatchNorm's running statistics)
+    np.testing.assert_array_equal(resumed.labels_, straight.labels_)
+
+
+# ---------------------------------------------------------------- refinement
+def test_interior_pixels_is_a_window_without_other_labels():
+    labels = torch.randint(3, (4, 9, 11), generator=torch.Generator().manual_seed(0))
+    labels[0] = 1  # an image with one segment: all interior (the image's edges are no border)
+    for margin in (0, 1, 2):
+        want = torch.zeros_like(labels, dtype=torch.bool)
+        for i, y, x in np.ndindex(*labels.shape):
+            window = labels[i, max(0, y - margin):y + margin + 1, max(0, x - margin):x + margin + 1]
+            want[i, y, x] = bool((window == labels[i, y, x]).all())
+        assert torch.equal(interior_pixels(labels, 3, margin), want)
+    assert interior_pixels(labels, 3, 2)[0].all() and not interior_pixels(labels, 3, 2)[1:].any()
+
+
+def test_pixel_classifier_keeps_the_size_and_sees_15_pixels():
+    net = PixelClassifier(1, 3, sobel=True).eval()
+    x = torch.rand(2, 1, 40, 40, requires_grad=True)
+    out = net(x)
+    assert out.shape == (2, 3, 40, 40)
+    out[0, :, 20, 20].sum().backward()  # the receptive field: 1 + 2 * sum(dilations) = 15, +1 for Sobel
+    seen = x.grad[0, 0].abs() > 0
+    rows, cols = seen.any(1).nonzero().ravel(), seen.any(0).nonzero().ravel()
+    assert (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())) == (12, 28, 12, 28)
+    assert not x.grad[1].any()  # eval mode: images do not see each other
+
+
+def test_refinement_predicts_scores_and_reports_its_rounds(mosaics):
+    images = mosaics[0]
+    records = []
+    est = tiny(refinement_rounds=2, callbacks=[records.append]).fit(images)
+    plain = tiny().fit(images)
+    assert isinstance(est.refiner_, PixelClassifier) and plain.refiner_ is None
+    # the IIC network trains as without refinement (the refinement comes after)
+    assert [r["loss"] for r in est.history_] == [r["loss"] for r in plain.history_]
+    # 8 images in batches of 4: 2 steps an epoch, so 25 epochs make a round of 50 steps
+    stages = [r["stage"] for r in records]
+    assert stages == ["training"] * 2 + ["refinement"] * 50
+    net = copy.deepcopy(est.refiner_).double()
+    with torch.no_grad():
+        want = net(torch.tensor(images[:, None], dtype=torch.float64)).softmax(1)
+    np.testing.assert_allclose(est.predict_proba(images), want.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(est.predict(images), est.labels_)
+    assert est.predict(images[:2, :12, :10]).shape == (2, 12, 10)
+    # score: the refined assignment's MI between X and g(X), on the trunk's output grid (2 x 2 squares)
+    run = _PixelRestarts(est, est.network_, None, torch.tensor(images[:, None]), est._perturbation(), [None])
+    (x, x_pert, theta), = run._fixed_views()
+    with torch.no_grad():
+        z, z_pert = est.refiner_(x).softmax(1), est.refiner_(x_pert).softmax(1)
+        pool = torch.nn.functional.avg_pool2d
+        joint = segmentation_joint(pool(z, 2).double(), pool(invert_affine(z_pert, theta), 2).double(), 1)
+    assert est.score(images) == pytest.approx(float(segmentation_mi(joint)), rel=1e-9)
+    assert 0 <= est.score(images) <= np.log(2) + 1e-9
+    # pickled with the rest
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.predict(images), est.labels_)
+
+
+def test_refinement_corrects_labels_near_borders():
+    # given the true segments with the band along every border mislabelled, the refinement, trained
+    # on the pixels away from the borders, labels most of the band right
+    images, masks = make_texture_mosaics(24, size=32, n_classes=2, random_state=1)
+    est = tiny(conv_channels=(4,), refinement_rounds=3, batch_size=8).fit(images[:2])
+    band = ~interior_pixels(torch.as_tensor(masks), 2, 2).numpy()
+    noisy = np.where(band, 1 - masks, masks)  # every pixel within 2 of a border has the other label
+    refined = est._refine(est._validate_input(images, reset=False), noisy)
+    with torch.no_grad():
+        labels = refined(torch.tensor(images[:, None])).argmax(1).numpy()
+    assert band.mean() > 0.1 and (labels == masks)[band].mean() > 0.7 and (labels == masks).mean() > 0.9
+
+
+def test_an_interrupted_refinement_is_dropped_and_a_checkpoint_resumes_it(mosaics, tmp_path):
+    images = mosaics[0]
+    path, kw = tmp_path / "refine.ckpt", dict(refinement_rounds=2)
+    # 2 IIC epochs, then rounds of 25 epochs: the 30th epoch is in the second round
+    with pytest.warns(TrainingInterruptedWarning, match="interrupted"):
+        est = tiny(**kw, callbacks=[interrupt_at(30), Checkpoint(path)]).fit(images)
+    assert est.refiner_ is None and path.exists()  # a half-done refinement is not used
+    np.testing.assert_array_equal(est.labels_, tiny().fit(images).labels_)  # the IIC network's segments
+    resumed = tiny(**kw, callbacks=[Checkpoint(path)]).fit(images)
+    straight = tiny(**kw).fit(images)
+    assert not path.exists()
+    for name, t in straight.refiner_.state_dict().items():
+        torch.testing.assert_close(resumed.refiner_.state_dict()[name], t, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(resumed.labels_, straight.labels_)
 
 
