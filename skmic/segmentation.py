@@ -227,7 +227,9 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
     one whose predicting assignment has the lowest loss is kept. By default
     the segments are read from the over-clustering heads: their clusters are
     merged into ``n_clusters`` segments by how often they neighbour each
-    other (``selection``).
+    other (``selection``). Last, a small full-resolution network learns
+    those segments from the pixels away from their borders and relabels
+    the images, a few rounds over (``refinement_rounds``); it then predicts.
 
     Parameters
     ----------
@@ -300,6 +302,20 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         partition start again on a better trunk (the user guide has the
         trial). With ``n_init > 1`` the restarts are compared at the reset
         and only the best one trains on.
+    refinement_rounds : int, default=4
+        Rounds of self-training of the refinement network, a small
+        full-resolution net (:class:`~skmic.nn.segmentation.PixelClassifier`:
+        five 3x3 conv layers without pooling, 15 input pixels a side, Sobel
+        channels as ``sobel`` says) that then predicts (``refiner_``). In
+        each round it learns, by cross-entropy, the current segment of every
+        training pixel that has no other segment within 4 pixels, for about
+        50 optimizer steps (Adam, rate 1e-3), then relabels the training
+        images; the first round learns the IIC network's segments. The IIC
+        network's output map is a quarter of the image side and each of its
+        pixels sees 26 input pixels, so it blurs region borders; the
+        refinement, which sees less and works at full resolution, places
+        them by the texture on each side. 0: the IIC network predicts. Not
+        in the paper (the user guide has the measurements).
     n_repeats : int, default=2
         Perturbed copies of each image per mini-batch.
     lamb : float, default=1.0
@@ -347,7 +363,8 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         gives the same labels on the CPU.
     verbose : int, default=0
         0: silent; 1: a progress bar per phase ("screening", "training",
-        "inference" over the training images), after a line saying which
+        "refinement" (one per round), "inference" over the training
+        images), after a line saying which
         restarts train in it, numbered from 1 (``restarts 1-3 of 3 train
         together``, ``kept restart 2 of 3`` and, with a head reset,
         ``restart 2 of 3 trains on``); 2: one line per epoch as well.
@@ -398,6 +415,11 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         Per-epoch training record of the kept restart.
     n_iter_ : int
         Epochs run by the kept restart.
+    refiner_ : torch.nn.Module or None
+        The refinement network that predicts (eval mode); None with
+        ``refinement_rounds=0``, or when a callback or an interruption ended
+        training before its last round completed (the IIC network then
+        predicts).
     network_ : torch.nn.Module
         The trained network, in eval mode.
     image_shape_ : tuple of int
@@ -441,10 +463,15 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
     * Main and over-clustering heads are trained jointly on every step (as
       ``IICClustering(head_training="joint")``), and restarts (absent from
       the paper) guard against merged-class optima.
+    * By default the segments are read from merged over-clusters
+      (``selection``) and then refined by a self-trained full-resolution
+      network (``refinement_rounds``); the paper reads them from the main
+      head and does not refine them.
 
     ``score`` is the mutual information of the predicting assignment (the
-    best main sub-head, or the merged over-clustering sub-head) averaged
-    over displacements; at most ``ln n_clusters``.
+    refinement network's, else the best main sub-head's or the merged
+    over-clustering sub-head's) averaged over displacements; at most
+    ``ln n_clusters``.
 
     Measured (the results page, ``segmentation_select_merged_cpu``): on
     3-class 64x64 texture mosaics the defaults reach pixel accuracies of
@@ -460,7 +487,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
     >>> from skmic.datasets import make_texture_mosaics
     >>> images, masks = make_texture_mosaics(8, size=32, n_classes=2, random_state=0)
     >>> seg = IICSegmentation(n_clusters=2, n_init=1, max_epochs=2, conv_channels=(8, 16),
-    ...                       random_state=0, device="cpu").fit(images)
+    ...                       refinement_rounds=1, random_state=0, device="cpu").fit(images)
     >>> seg.labels_.shape, seg.predict_proba(images[:2]).shape
     ((8, 32, 32), (2, 2, 32, 32))
     """
@@ -702,7 +729,11 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         steps_per_epoch = max(1, math.ceil(Xt.shape[0] / self.batch_size))
         epochs = math.ceil(REFINEMENT_STEPS / steps_per_epoch)
         y = torch.as_tensor(labels, device=self.device_)
-        for _ in range(self.refinement_rounds):
+        for round_ in range(self.refinement_rounds):
+            if round_:  # relabelled by the trained float32 net itself (the same within a fit; the float64
+                # inference copy that makes predictions batch-independent runs several times slower)
+                y = torch.as_tensor(self._batched(lambda x: net(x).argmax(1), X, batch_size=_images_per_pass(Xt)),
+                                    device=self.device_)
             weight = interior_pixels(y, self.n_clusters, REFINEMENT_MARGIN).float()
 
             def step(idx, phase, y=y, weight=weight):
@@ -714,10 +745,6 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
                            modules=[net], **dict(self._train_options(), desc="refinement"))
             if result.interrupted or result.n_epochs < epochs:
                 return None
-            # relabelled by the trained float32 net itself (the same within a fit; the float64
-            # inference copy that makes predictions batch-independent runs several times slower)
-            y = torch.as_tensor(self._batched(lambda x: net(x).argmax(1), X, batch_size=_images_per_pass(Xt)),
-                                device=self.device_)
         return net
 
     def _best_merges(self, run):
@@ -767,7 +794,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         return self._infer_images(proba, X)
 
     def predict_proba(self, X):
-        """Soft assignment of every pixel by the predicting sub-head (``selection_``).
+        """Soft assignment of every pixel: the refinement network's (``refiner_``), else the predicting sub-head's.
 
         Parameters
         ----------
@@ -820,6 +847,9 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         Averaged over displacements (or of the pooled joint, following
         ``reduction``), in eval mode, with one draw of the perturbation from
         a fixed seed (so repeated calls agree). At most ``ln n_clusters``.
+        The refinement network's full-resolution probabilities are first
+        averaged over squares of ``2 ** n_pool`` pixels, so that
+        ``displacement`` counts the same pixels as for the heads.
 
         Parameters
         ----------

@@ -143,7 +143,7 @@ def _quick_fits():
     X = np.random.default_rng(0).normal(size=(60, 4))
     images = make_texture_mosaics(4, size=16, n_classes=2, random_state=0)[0]
     seg = IICSegmentation(n_clusters=2, n_init=2, n_heads=1, max_epochs=1, conv_channels=(4,), n_pool=1,
-                          batch_size=4, device="cpu", random_state=0)
+                          refinement_rounds=1, batch_size=4, device="cpu", random_state=0)
     return [(e.set_params(**({"n_init": 2} if "n_init" in e.get_params() else {})), X) for e in tiny_estimators()] + [
         (seg, images)
     ]
@@ -167,7 +167,8 @@ def _verbose_fits():
         (IICClustering(selection="lowest_loss", **iic), X, screened),
         (*quick["DECClustering"], dec_run * 2),  # n_init=2 runs, one after another
         (*quick["DeepInfoMaxEmbedder"], ["training"]),
-        (*quick["IICSegmentation"], ["training", "inference"]),
+        # the IIC network's segments, a refinement round, the refined segments
+        (*quick["IICSegmentation"], ["training", "inference", "refinement", "inference"]),
     ]
 
 
