@@ -779,7 +779,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         return self._batched(lambda x: fn(module, x), X, batch_size=batch, dtype=dtype)
 
     def _proba(self, X):
-        if self.refiner_ is not None:
+        if getattr(self, "refiner_", None) is not None:  # absent from models pickled before it existed
             return self._infer_images(lambda net, x: net(x).softmax(1).double(), X, self.refiner_)
         head, groups = self.best_head_, self.overcluster_groups_
 
@@ -862,7 +862,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         """
         X = self._check_fitted_input(X)
         run = _PixelRestarts(self, self.network_, None, self._as_tensor(X).float(), self._perturbation(), [None])
-        if self.refiner_ is not None:
+        if getattr(self, "refiner_", None) is not None:
             return -run.refined_loss(self.refiner_)
         if self.overcluster_groups_ is None:
             return -float(run.head_losses()[0, self.best_head_])
