@@ -128,7 +128,9 @@ class PixelClassifier(nn.Module):
         self.sobel = sobel
         layers, c = [], in_channels + 2 if sobel else in_channels
         for d in dilations:
-            layers += [nn.Conv2d(c, width, 3, padding=d, dilation=d, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(c, width, 3, padding=d, dilation=d, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            ]
             c = width
         layers.append(nn.Conv2d(c, n_classes, 1))
         self.layers = nn.Sequential(*layers)
