@@ -165,8 +165,8 @@ def interior_pixels(labels, n_clusters, margin):
     """
     onehot = F.one_hot(labels, n_clusters).permute(0, 3, 1, 2).float()
     # a label present in the (2 margin + 1)^2 window around a pixel; max_pool2d pads with -inf
-    present = F.max_pool2d(onehot, 2 * margin + 1, 1, margin) if margin else onehot
-    return present.sum(1) == 1
+    # the labels present in the (2 margin + 1)^2 window around each pixel; max_pool2d pads with -inf
+    return F.max_pool2d(onehot, 2 * margin + 1, 1, margin).sum(1) == 1
 
 
 def _group_matrix(groups, n_clusters, like):
@@ -704,7 +704,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         self.refiner_ = None
         self.labels_ = self._proba(X).argmax(1)
         if self.refinement_rounds and not self._training_ended():
-            self.refiner_ = self._refine(X, self.labels_)
+            self.refiner_ = self._refine(run.Xt, self.labels_)
             if self.refiner_ is not None:
                 self.labels_ = self._proba(X).argmax(1)
 
@@ -713,7 +713,7 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         control = getattr(self, "_training_control", None)
         return control is not None and control.ended
 
-    def _refine(self, X, labels):
+    def _refine(self, Xt, labels):
         """The full-resolution :class:`~skmic.nn.segmentation.PixelClassifier` self-trained from ``labels``.
 
         Each of the ``refinement_rounds`` rounds trains it (cross-entropy,
@@ -722,9 +722,9 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         relabels every image with it. Each round is a stage of the one
         training loop, so callbacks, interruptions and checkpoints see it;
         None when they end training before the last round has completed
-        (the IIC network's segments then stand).
+        (the IIC network's segments then stand). ``Xt`` holds the training
+        images (n, C, H, W) on the device, as the restarts trained on them.
         """
-        Xt = self._as_tensor(X).float()
         net = PixelClassifier(Xt.shape[1], self.n_clusters, sobel=self.sobel).to(self.device_)
         optimizer = adam(net.parameters(), REFINEMENT_LEARNING_RATE)
         generator = torch.Generator(self.device_).manual_seed(int(torch.randint(2**62, ())))
@@ -732,10 +732,11 @@ class IICSegmentation(ClusterMixin, BaseDeepEstimator):
         epochs = math.ceil(REFINEMENT_STEPS / steps_per_epoch)
         y = torch.as_tensor(labels, device=self.device_)
         for round_ in range(self.refinement_rounds):
-            if round_:  # relabelled by the trained float32 net itself (the same within a fit; the float64
-                # inference copy that makes predictions batch-independent runs several times slower)
-                y = torch.as_tensor(self._batched(lambda x: net(x).argmax(1), X, batch_size=_images_per_pass(Xt)),
-                                    device=self.device_)
+            if round_:  # relabelled on the device by the trained float32 net itself (the same within a fit;
+                # the float64 inference copy that makes predictions batch-independent runs several times slower)
+                with torch.no_grad():
+                    y = torch.cat([net(Xt[idx]).argmax(1) for idx in batches(
+                        Xt.shape[0], _images_per_pass(Xt), shuffle=False, device=Xt.device)])
             weight = interior_pixels(y, self.n_clusters, REFINEMENT_MARGIN).float()
 
             def step(idx, phase, y=y, weight=weight):
@@ -1007,11 +1008,11 @@ class _PixelRestarts(Restarts):
         heads.
         """
         stride = self.net.trunk.stride
-        pool = lambda z: F.avg_pool2d(z, stride) if stride > 1 else z  # noqa: E731
         joint = 0.0
         with torch.no_grad():
             for x, x_pert, theta in self._fixed_views():
                 z, z_pert = refiner(x).softmax(1), refiner(x_pert).softmax(1)
-                z, z_back = pool(z).double(), pool(invert_affine(z_pert, theta)).double()
+                z_back = F.avg_pool2d(invert_affine(z_pert, theta), stride).double()
+                z = F.avg_pool2d(z, stride).double()
                 joint = joint + segmentation_joint(z, z_back, self.est.displacement)
         return -float(segmentation_mi(joint, self.est.lamb, self.est.reduction))

@@ -520,7 +520,7 @@ def test_refinement_corrects_labels_near_borders():
     noisy = np.where(band, 1 - masks, masks)  # every pixel within 2 of a border has the other label
     with torch.random.fork_rng():  # the refinement network's initialisation, as in a fit
         torch.manual_seed(0)
-        refined = est._refine(est._validate_input(images, reset=False), noisy)
+        refined = est._refine(est._as_tensor(est._validate_input(images, reset=False)).float(), noisy)
     with torch.no_grad():
         labels = refined(torch.tensor(images[:, None])).argmax(1).numpy()
     right = labels == masks
