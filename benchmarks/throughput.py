@@ -15,14 +15,25 @@ its defaults for a fixed number of epochs on ``--samples`` images, the fits
 of all ``n_init`` values interleaved ``--repeats`` times in this one process
 (so that the machine's load affects them alike), and reports
 
-* ``fit_time_s`` and ``fit_ratio``: the fit's time and its ratio to the
+* ``fit_time_s`` and ``fit_ratio``: the whole fit's time (training,
+  selection, prediction and the fit's checks) and its ratio to the
   ``n_init=1`` fit of the same round;
+* ``step_ms`` and ``step_ratio``: a training step's time, measured from the
+  end of the first epoch to the end of the last (so ``--epochs`` must be at
+  least 2; the callbacks of the public API mark the epochs' ends), and its
+  ratio to the ``n_init=1`` step of the same round;
 * ``images_per_s``: images through the network per second of training
   (every restart's clean and perturbed images);
 * ``step_gflop``: floating-point operations of one training step (forward
   and backward, counted by :class:`torch.utils.flop_counter.FlopCounterMode`);
-* ``gflop_per_s`` and ``peak_fraction``: the training's FLOP rate, and that
-  as a fraction of a 1024x1024 fp32 matmul timed in the same round.
+* ``gflop_per_s`` and ``peak_fraction``: the training step's FLOP rate, and
+  that as a fraction of a 1024x1024 fp32 matmul timed in the same round.
+
+With ``--epochs auto`` the fits are the estimator's own defaults on all
+``--samples`` images (``max_epochs`` and the restarts' screening chosen by
+the estimator, so the ``n_init=8`` fit trains eight restarts for about 400
+steps and the kept four on): ``fit_ratio`` is then what a user's fit costs;
+the step columns time the last stage (the kept restarts' training).
 
 8x8 images are scikit-learn's digits; larger shapes are MNIST test images
 when ``--data-home`` holds MNIST, random images otherwise (throughput does
@@ -91,31 +102,57 @@ def step_gflop(shape, X):
     return counter.get_total_flops() / 1e9
 
 
+class EpochClock:
+    """A fit callback that notes when every epoch ends (``time.perf_counter``) and its stage."""
+
+    def __init__(self):
+        self.ends = []
+
+    def __call__(self, record):
+        self.ends.append((record["stage"], time.perf_counter()))
+
+
 def measure(shape, n_inits, *, samples, epochs, repeats, data_home):
     X = images(shape, samples, data_home)
     label = f"{shape[0]}x{shape[1]} ({len(X)} images)"
     one = step_gflop(shape, X)
-    flops = {r: r * one for r in n_inits}
     runs = []
     for rep in range(repeats):
         peak = matmul_gflops()
-        times = {}
+        fits = {}
         for r in n_inits:
-            est = IICClustering(image_shape=shape, n_init=r, max_epochs=epochs, random_state=rep, device="cpu")
+            clock = EpochClock()
+            est = IICClustering(image_shape=shape, n_init=r, max_epochs=epochs, random_state=rep, device="cpu",
+                                callbacks=[clock])
             start = time.perf_counter()
             est.fit(X)
-            times[r] = time.perf_counter() - start
+            fits[r] = (time.perf_counter() - start, clock, est)
         peak = (peak + matmul_gflops()) / 2
         for r in n_inits:
-            steps = epochs * max(1, len(X) // est.batch_size)
-            per_step = est.batch_size * (1 + est.n_repeats) * r
-            rate = flops[r] * steps / times[r]
+            fit_time, clock, est = fits[r]
+            stage = clock.ends[-1][0]  # the last stage: the kept restarts' training
+            ends = [t for s, t in clock.ends if s == stage]
+            if len(ends) < 2:
+                raise ValueError(f"the last training stage of a fit ran {len(ends)} epoch(s); a step is timed "
+                                 "between the ends of its first and last epochs: raise --epochs or --samples")
+            steps = (len(ends) - 1) * max(1, len(X) // est.batch_size)
+            step_s = (ends[-1] - ends[0]) / steps
+            # that stage's restarts: all, or the kept ones after a screening
+            screened = any(s == "screening" for s, _ in clock.ends)
+            restarts = len(est.kept_restarts_) if screened else est.n_init_
+            rate = restarts * one / step_s
             runs.append(dict(
-                dataset=label, estimator=f"iic n_init={r}", seed=rep, fit_time_s=times[r],
-                fit_ratio=times[r] / times[n_inits[0]], images_per_s=per_step * steps / times[r],
-                step_gflop=flops[r], gflop_per_s=rate, matmul_gflop_per_s=peak, peak_fraction=rate / peak,
+                dataset=label, estimator=f"iic n_init={r}", seed=rep, fit_time_s=fit_time,
+                fit_ratio=fit_time / fits[n_inits[0]][0], step_ms=1000 * step_s, restarts_timed=restarts,
+                images_per_s=est.batch_size * (1 + est.n_repeats) * restarts / step_s,
+                step_gflop=restarts * one, gflop_per_s=rate, matmul_gflop_per_s=peak, peak_fraction=rate / peak,
             ))
-            print(f"{label} n_init={r}: {times[r]:.1f} s, {rate:.1f} GFLOP/s = {rate / peak:.2f} of peak", flush=True)
+        base = runs[-len(n_inits)]["step_ms"]
+        for run in runs[-len(n_inits):]:
+            run["step_ratio"] = run["step_ms"] / base
+            print(f"{label} {run['estimator']}: fit {run['fit_time_s']:.1f} s ({run['fit_ratio']:.2f}x), step "
+                  f"{run['step_ms']:.1f} ms ({run['step_ratio']:.2f}x), {run['gflop_per_s']:.1f} GFLOP/s = "
+                  f"{run['peak_fraction']:.2f} of peak", flush=True)
     return runs
 
 
@@ -124,7 +161,7 @@ def main(argv=None):
     parser.add_argument("--shapes", nargs="+", default=["8x8", "28x28"], help="image shapes HxW")
     parser.add_argument("--n-init", nargs="+", type=int, default=[1, 3, 8], help="restart counts; the first is the reference")
     parser.add_argument("--samples", type=int, default=1024, help="images per fit")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per fit")
+    parser.add_argument("--epochs", default="3", help='epochs per fit (at least 2), or "auto": the defaults')
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data-home", default=None)
@@ -136,7 +173,8 @@ def main(argv=None):
     runs = []
     for text in args.shapes:
         shape = tuple(int(v) for v in text.split("x"))
-        runs += measure(shape, args.n_init, samples=args.samples, epochs=args.epochs, repeats=args.repeats,
+        epochs = args.epochs if args.epochs == "auto" else int(args.epochs)
+        runs += measure(shape, args.n_init, samples=args.samples, epochs=epochs, repeats=args.repeats,
                         data_home=args.data_home)
     command = "python benchmarks/throughput.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     if args.name:

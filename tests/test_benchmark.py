@@ -178,14 +178,19 @@ def test_throughput_reports_rates_and_fractions_of_the_matmul_peak():
     spec = importlib.util.spec_from_file_location("throughput", BENCHMARKS / "throughput.py")
     throughput = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(throughput)
-    runs = throughput.measure((8, 8), [1, 2], samples=64, epochs=1, repeats=1, data_home=None)
+    runs = throughput.measure((8, 8), [1, 2], samples=64, epochs=2, repeats=1, data_home=None)
     one, two = runs
-    assert one["estimator"] == "iic n_init=1" and one["fit_ratio"] == 1.0
+    assert one["estimator"] == "iic n_init=1" and one["fit_ratio"] == 1.0 and one["step_ratio"] == 1.0
+    assert (one["restarts_timed"], two["restarts_timed"]) == (1, 2)
     assert two["step_gflop"] == pytest.approx(2 * one["step_gflop"]) and one["step_gflop"] > 0
     for run in runs:
+        assert 0 < run["step_ms"] < 1000 * run["fit_time_s"]
+        assert run["gflop_per_s"] == pytest.approx(run["step_gflop"] / run["step_ms"] * 1000)
         assert run["matmul_gflop_per_s"] > 0 and 0 < run["peak_fraction"] == pytest.approx(
             run["gflop_per_s"] / run["matmul_gflop_per_s"]
         )
+    with pytest.raises(ValueError, match="raise --epochs"):  # one epoch: no step between two epochs' ends
+        throughput.measure((8, 8), [1], samples=64, epochs=1, repeats=1, data_home=None)
 
 
 def test_results_record_the_commit_they_ran_on():
