@@ -24,7 +24,7 @@ from .nn.losses import iic_joint, mutual_information, student_t_assignment
 from .consensus import fit_consensus
 from .self_labeling import fit_softmax, neighbor_vote
 from .nn.stacked import restart_seeds, stack_inputs
-from .perturbations import PERTURBATIONS, check_perturbation, make_perturbation
+from .perturbations import PERTURBATIONS, check_perturbation, make_perturbation, restart_views
 
 __all__ = ["IICClustering"]
 
@@ -762,7 +762,7 @@ class _Restarts(Restarts):
 
     def _views(self, x):
         """Perturbed copies ``(R, n, F)`` of per-restart batches ``x`` ``(R, n, F)``."""
-        return torch.stack([self.g(xk, gk) for xk, gk in zip(x, self.generators)])
+        return restart_views(self.g, x, self.generators)
 
     def step(self, idx, phase):
         """Per-restart losses ``(R,)`` of the mini-batches ``idx`` ``(R, b)``."""

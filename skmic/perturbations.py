@@ -23,6 +23,9 @@ Everything is batched tensor code on the batch's device: no per-sample Python.
   :class:`~skmic.IICClustering` (``"affine"``, ``"elastic"``,
   ``"wasserstein"``, ``"tabular"``, ``"points"``, ``"auto"``)
   which also accepts any user callable;
+* :func:`restart_views` -- the views of several restarts' batches, each
+  from its own generator, in one call (image perturbations draw each
+  restart's random numbers apart and transform all images at once);
 * :class:`InvertiblePerturbation` and :func:`make_invertible_perturbation`
   -- :class:`~skmic.IICSegmentation`'s ``g``, which also returns the affine
   maps that :func:`invert_affine` undoes on the output (at most one
@@ -49,6 +52,7 @@ __all__ = [
     "invert_affine",
     "make_invertible_perturbation",
     "make_perturbation",
+    "restart_views",
     "sinkhorn_w2",
     "warp_affine",
 ]
@@ -192,6 +196,35 @@ class ImagePerturbation:
         out, _ = self.perturb(x.reshape((n,) + self.image_shape), generator)
         return out.reshape(n, -1)
 
+    def draw(self, shape, generator, device, dtype=torch.float32):
+        """The random numbers of perturbations of images of ``shape`` ``(n, C, H, W)``, from ``generator``.
+
+        Drawn in a fixed order that does not depend on the images' values,
+        so that the draws of several generators can be concatenated and
+        applied at once (:meth:`apply`, :func:`restart_views`).
+        """
+        n = shape[0]
+        draws = {"theta": self.affine_matrices(n, generator, device, dtype)}
+        if self.brightness or self.contrast or self.noise:
+            draws["contrast"] = _uniform(n, 1 - self.contrast, 1 + self.contrast, generator, device, dtype)[:, None]
+            draws["brightness"] = _uniform(n, -self.brightness, self.brightness, generator, device, dtype)[:, None]
+            if self.noise:
+                draws["noise"] = torch.randn((n, math.prod(shape[1:])), generator=generator, device=device, dtype=dtype)
+        return draws
+
+    def apply(self, images, draws):
+        """Images ``(n, C, H, W)`` perturbed with the random numbers ``draws`` of :meth:`draw`."""
+        n = images.shape[0]
+        out = warp_affine(images, draws["theta"], padding_mode=self.padding_mode).reshape(n, -1)
+        if "contrast" in draws:
+            x = images.reshape(n, -1)
+            std = x.std(1, keepdim=True).clamp_min(1e-6)
+            mean = out.mean(1, keepdim=True)
+            out = (out - mean) * draws["contrast"] + mean + draws["brightness"] * std
+            if "noise" in draws:
+                out = out + self.noise * std * draws["noise"]
+        return out.reshape(images.shape)
+
     def perturb(self, images, generator=None):
         """Perturb a batch of images and return the affine maps used.
 
@@ -211,23 +244,8 @@ class ImagePerturbation:
         theta : Tensor of shape (n, 2, 3)
             The sampling matrices of :meth:`affine_matrices`.
         """
-        n = images.shape[0]
-        theta = self.affine_matrices(n, generator, images.device, images.dtype)
-        out = warp_affine(images, theta, padding_mode=self.padding_mode)
-        return self._photometric(images.reshape(n, -1), out.reshape(n, -1), generator).reshape(images.shape), theta
-
-    def _photometric(self, x, out, generator):
-        """Brightness, contrast and noise of flat rows ``out`` (``x``: the unperturbed rows)."""
-        n = x.shape[0]
-        if self.brightness or self.contrast or self.noise:
-            std = x.std(1, keepdim=True).clamp_min(1e-6)
-            mean = out.mean(1, keepdim=True)
-            c = _uniform(n, 1 - self.contrast, 1 + self.contrast, generator, x.device, x.dtype)[:, None]
-            b = _uniform(n, -self.brightness, self.brightness, generator, x.device, x.dtype)[:, None]
-            out = (out - mean) * c + mean + b * std
-            if self.noise:
-                out = out + self.noise * std * torch.randn(out.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return out
+        draws = self.draw(images.shape, generator, images.device, images.dtype)
+        return self.apply(images, draws), draws["theta"]
 
     def __repr__(self):
         default = vars(ImagePerturbation(self.image_shape))
@@ -562,26 +580,40 @@ class ElasticPerturbation:
 
     def displacement(self, n, generator, device, dtype=torch.float32):
         """Smoothed random displacements (n, H, W, 2) in pixels."""
-        _, h, w = self.image_shape
-        noise = 2 * torch.rand(n * 2, 1, h, w, generator=generator, device=device, dtype=dtype) - 1
-        k = _gaussian_kernel(self.sigma, device, dtype)
+        return self.smooth(self.draw((n,) + self.image_shape, generator, device, dtype)["noise"])
+
+    def draw(self, shape, generator, device, dtype=torch.float32):
+        """The random numbers of perturbations of ``shape`` ``(n, C, H, W)`` images, from ``generator``.
+
+        Unsmoothed noise, ``(2 n, 1, H, W)`` uniform in [-1, 1]; as
+        :meth:`ImagePerturbation.draw`, for :func:`restart_views`.
+        """
+        n, _, h, w = shape
+        return {"noise": 2 * torch.rand(n * 2, 1, h, w, generator=generator, device=device, dtype=dtype) - 1}
+
+    def smooth(self, noise):
+        """Displacements (n, H, W, 2) in pixels from the noise of :meth:`draw`."""
+        k = _gaussian_kernel(self.sigma, noise.device, noise.dtype)
         r = len(k) // 2
         noise = F.conv2d(F.pad(noise, (r, r, 0, 0), mode="constant"), k.view(1, 1, 1, -1))
         noise = F.conv2d(F.pad(noise, (0, 0, r, r), mode="constant"), k.view(1, 1, -1, 1))
+        n, h, w = noise.shape[0] // 2, noise.shape[2], noise.shape[3]
         return (self.alpha * noise).view(n, 2, h, w).permute(0, 2, 3, 1)
+
+    def apply(self, images, draws):
+        """Images ``(n, C, H, W)`` perturbed with the random numbers ``draws`` of :meth:`draw`."""
+        _, _, h, w = images.shape
+        ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=images.device, dtype=images.dtype)
+        xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=images.device, dtype=images.dtype)
+        base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (H, W, 2) as (x, y)
+        scale = torch.tensor([2.0 / w, 2.0 / h], device=images.device, dtype=images.dtype)
+        grid = base[None] + self.smooth(draws["noise"]) * scale
+        return F.grid_sample(images, grid, mode="bilinear", padding_mode=self.padding_mode, align_corners=False)
 
     def __call__(self, x, generator=None):
         n = x.shape[0]
-        c, h, w = self.image_shape
-        images = x.reshape(n, c, h, w)
-        ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=x.device, dtype=x.dtype)
-        xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=x.device, dtype=x.dtype)
-        base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (H, W, 2) as (x, y)
-        disp = self.displacement(n, generator, x.device, x.dtype)
-        scale = torch.tensor([2.0 / w, 2.0 / h], device=x.device, dtype=x.dtype)
-        grid = base[None] + disp * scale
-        out = F.grid_sample(images, grid, mode="bilinear", padding_mode=self.padding_mode, align_corners=False)
-        return out.reshape(n, -1)
+        images = x.reshape((n,) + self.image_shape)
+        return self.apply(images, self.draw(images.shape, generator, x.device, x.dtype)).reshape(n, -1)
 
     def __repr__(self):
         return f"ElasticPerturbation(image_shape={self.image_shape}, alpha={self.alpha}, sigma={self.sigma})"
@@ -961,6 +993,34 @@ def make_perturbation(spec, image_shape=None, data=None):
     raise TypeError(
         f"perturbation must be a name, a callable g(x, generator) or a list of them, got {spec!r}."
     )
+
+
+def restart_views(g, x, generators):
+    """Perturbed copies ``(R, m, F)`` of the flat rows ``x`` ``(R, m, F)``, block ``k`` drawn from ``generators[k]``.
+
+    The same as stacking ``g(x[k], generators[k])``: a perturbation with
+    ``draw`` and ``apply`` methods (:class:`ImagePerturbation`,
+    :class:`ElasticPerturbation`) draws each block's random numbers from its
+    own generator, in the order a lone call would, and perturbs all blocks
+    in one call; any other is called once per block.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmic.perturbations import ElasticPerturbation, restart_views
+    >>> g = ElasticPerturbation((1, 8, 8))
+    >>> x = torch.rand(3, 4, 64)
+    >>> views = restart_views(g, x, [torch.Generator().manual_seed(k) for k in range(3)])
+    >>> torch.equal(views[2], g(x[2], torch.Generator().manual_seed(2)))
+    True
+    """
+    if not (hasattr(g, "draw") and hasattr(g, "apply")):
+        return torch.stack([g(xk, gk) for xk, gk in zip(x, generators)])
+    r, m = x.shape[:2]
+    shape = (m,) + tuple(g.image_shape)
+    per_block = [g.draw(shape, gk, x.device, x.dtype) for gk in generators]
+    draws = {key: torch.cat([d[key] for d in per_block]) for key in per_block[0]}
+    return g.apply(x.reshape((r * m,) + shape[1:]), draws).reshape(x.shape)
 
 
 def check_perturbation(g, x, generator):

@@ -13,6 +13,7 @@ from skmic.perturbations import (
     TabularPerturbation,
     check_perturbation,
     make_perturbation,
+    restart_views,
 )
 
 
@@ -268,3 +269,33 @@ def test_neighbor_perturbation_draws_a_near_other_row():
     np.testing.assert_array_equal(reference.numpy(), NeighborPerturbation.from_rows(big).reference.numpy())
     with pytest.raises(ValueError, match="only IICClustering"):
         make_perturbation("neighbors")
+
+
+@pytest.mark.parametrize(
+    "g, n_features",
+    [
+        (ImagePerturbation((1, 8, 8)), 64),
+        (ImagePerturbation((3, 5, 7), hflip=True, vflip=True, noise=0.0), 105),
+        (ImagePerturbation((1, 6, 6), brightness=0.0, contrast=0.0, noise=0.0), 36),
+        (ElasticPerturbation((1, 8, 8)), 64),
+        (TabularPerturbation(), 4),  # no draw/apply: called once per block
+    ],
+)
+def test_restart_views_are_each_blocks_lone_perturbation(g, n_features):
+    x = torch.rand(3, 5, n_features)
+    x0 = x.clone()
+    views = restart_views(g, x, [gen(s) for s in (4, 5, 6)])
+    assert torch.equal(x, x0)
+    lone = torch.stack([g(xk, gen(s)) for xk, s in zip(x, (4, 5, 6))])
+    assert torch.equal(views, lone) and not torch.equal(views, x)
+
+
+def test_image_perturbation_draws_do_not_depend_on_the_images():
+    g = ImagePerturbation((1, 8, 8))
+    a = g.draw((4, 1, 8, 8), gen(2), "cpu")
+    b = g.draw((4, 1, 8, 8), gen(2), "cpu")
+    assert a.keys() == {"theta", "contrast", "brightness", "noise"}
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    images = torch.rand(4, 1, 8, 8)
+    out, theta = g.perturb(images, gen(2))
+    assert torch.equal(out, g.apply(images, a)) and torch.equal(theta, a["theta"])

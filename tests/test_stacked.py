@@ -1,5 +1,7 @@
 """Stacked restarts: R networks as one, each exactly a lone network."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -162,3 +164,23 @@ def test_a_selected_restart_trains_on_as_if_it_had_been_alone(blobs):
             torch.testing.assert_close(t, torch.cat([pair.select(2).net.state_dict()[name], pair.select(0).net.state_dict()[name]]))
     for name, t in alone.net.state_dict().items():
         torch.testing.assert_close(screened.net.state_dict()[name], t, atol=1e-8, rtol=1e-8)
+
+
+def test_conv_block_pools_before_relu_and_equals_the_usual_order_bit_for_bit():
+    from skmic.nn.encoders import conv_block
+
+    torch.manual_seed(0)
+    block = torch.nn.Sequential(*conv_block(torch.nn.Conv2d(3, 8, 3, padding=1), pool=True))
+    assert [type(m).__name__ for m in block] == ["Conv2d", "BatchNorm2d", "MaxPool2d", "ReLU"]
+    usual = copy.deepcopy(block)
+    usual[2], usual[3] = usual[3], usual[2]  # conv -> BN -> ReLU -> pool
+    x = torch.randn(4, 3, 8, 8)
+    outputs = []
+    for net in (block, usual):
+        xi = x.clone().requires_grad_()
+        y = net(xi)
+        y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)))
+        outputs.append((y.detach(), xi.grad, net[0].weight.grad))
+    assert (outputs[0][0] == 0).any() and (outputs[0][0] > 0).any()  # the ReLU cuts and passes
+    for a, b in zip(*outputs):
+        assert torch.equal(a, b)

@@ -11,7 +11,21 @@ from torch import nn
 from .small_conv import SmallMapConv2d
 from .stacked import linear
 
-__all__ = ["ConvEncoder", "FeatureTokens", "LocalGlobalEncoder", "MLP", "image_batch", "init_weights"]
+__all__ = ["ConvEncoder", "FeatureTokens", "LocalGlobalEncoder", "MLP", "conv_block", "image_batch", "init_weights"]
+
+
+def conv_block(conv, pool):
+    """The layers of a conv block: ``conv`` -> BatchNorm -> ReLU, with a 2x2 max-pool if ``pool``.
+
+    The pool comes before the ReLU: max-pooling and ReLU commute exactly
+    (``max(relu(a)) == relu(max(a))``, and the gradient reaches the same
+    pixel or is zero), so the block computes the conv -> BN -> ReLU -> pool
+    of VGG and IIC bit for bit, with the ReLU on a map four times smaller.
+    """
+    layers = [conv, nn.BatchNorm2d(conv.out_channels)]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    return layers + [nn.ReLU(inplace=True)]
 
 
 class MLP(nn.Sequential):
@@ -49,7 +63,7 @@ class MLP(nn.Sequential):
 
 
 class ConvEncoder(nn.Module):
-    """A small VGG-like conv net: (conv 3x3 -> BN -> ReLU [-> max-pool]) blocks.
+    """A small VGG-like conv net: (conv 3x3 -> BN -> ReLU [-> max-pool]) blocks (:func:`conv_block`).
 
     Each block is followed by a 2x2 max-pool while the map is at least 4x4,
     so 8x8 inputs (scikit-learn's digits) and 28x28 inputs (MNIST) both work.
@@ -81,13 +95,10 @@ class ConvEncoder(nn.Module):
         self._input_shape = (restarts * c, h, w)
         blocks = []
         for i, width in enumerate(channels):
-            blocks += [
-                SmallMapConv2d(restarts * c, restarts * width, 3, padding=1, bias=False, groups=restarts),
-                nn.BatchNorm2d(restarts * width),
-                nn.ReLU(inplace=True),
-            ]
-            if min(h, w) >= 4 and (pool_last or i < len(channels) - 1):
-                blocks.append(nn.MaxPool2d(2))
+            pool = min(h, w) >= 4 and (pool_last or i < len(channels) - 1)
+            conv = SmallMapConv2d(restarts * c, restarts * width, 3, padding=1, bias=False, groups=restarts)
+            blocks += conv_block(conv, pool)
+            if pool:
                 h, w = h // 2, w // 2
             c = width
         self.blocks = nn.Sequential(*blocks).to(memory_format=torch.channels_last)

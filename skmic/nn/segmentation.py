@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .encoders import conv_block
+
 __all__ = ["FullyConvEncoder", "PixelClassifier", "pixel_heads", "sobel_channels"]
 
 #: Sobel kernel of the horizontal derivative (its transpose is the vertical one)
@@ -38,7 +40,7 @@ def sobel_channels(images):
 
 
 class FullyConvEncoder(nn.Module):
-    """Conv blocks (3x3 conv -> BatchNorm -> ReLU) with ``n_pool`` 2x2 max-pools.
+    """Conv blocks (3x3 conv -> BatchNorm -> ReLU, :func:`~skmic.nn.encoders.conv_block`) with ``n_pool`` 2x2 max-pools.
 
     A fully convolutional trunk for per-pixel outputs: it maps (n, C, H, W)
     images to (n, ``out_features``, H / 2^n_pool, W / 2^n_pool) feature maps
@@ -78,13 +80,8 @@ class FullyConvEncoder(nn.Module):
         layers = []
         width = in_channels + 2 if sobel else in_channels
         for i, out in enumerate(channels):
-            layers += [
-                nn.Conv2d(restarts * width, restarts * out, 3, padding=1, bias=False, groups=restarts),
-                nn.BatchNorm2d(restarts * out),
-                nn.ReLU(inplace=True),
-            ]
-            if i < n_pool:
-                layers.append(nn.MaxPool2d(2))
+            conv = nn.Conv2d(restarts * width, restarts * out, 3, padding=1, bias=False, groups=restarts)
+            layers += conv_block(conv, pool=i < n_pool)
             width = out
         self.blocks = nn.Sequential(*layers)
         self.out_features = width
