@@ -6,7 +6,8 @@ every output pixel sees every input pixel, most kernel taps fall on the
 padding, and the CPU's convolution kernels spend their time on per-pixel
 overhead rather than arithmetic. :class:`SmallMapConv2d` computes the same
 function there as one batched matrix product per group, whose matrix is
-gathered from the kernel (differentiably, so the kernel is what trains).
+built from the kernel by a product with a 0/1 tap matrix (differentiably, so
+the kernel is what trains).
 On larger maps it is an ordinary :class:`torch.nn.Conv2d`.
 
 The parameters, their names and shapes are those of ``nn.Conv2d``, so
@@ -30,11 +31,11 @@ DENSE_MAX_PIXELS = 4
 
 
 @functools.lru_cache(maxsize=32)
-def _tap_index(height, width, kernel_size, padding, device):
-    """``(P, P)`` kernel tap of output pixel p from input pixel q, ``kh * kw`` where none.
+def _tap_matrix(height, width, kernel_size, padding, device):
+    """``(kh * kw, P * P)`` 0/1 matrix: entry ``(t, p * P + q)`` is 1 when output pixel p sees input pixel q through tap t.
 
     Cached: every training step asks for the same few map sizes, and the
-    index is only read.
+    matrix is only read.
     """
     kh, kw = kernel_size
     y, x = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij")
@@ -42,7 +43,8 @@ def _tap_index(height, width, kernel_size, padding, device):
     dy = y[None, :] - y[:, None] + padding[0]
     dx = x[None, :] - x[:, None] + padding[1]
     inside = (dy >= 0) & (dy < kh) & (dx >= 0) & (dx < kw)
-    return torch.where(inside, dy * kw + dx, kh * kw)
+    taps = torch.arange(kh * kw, device=device)[:, None, None]
+    return ((dy * kw + dx)[None] == taps).logical_and(inside[None]).reshape(kh * kw, -1).float()
 
 
 class SmallMapConv2d(nn.Conv2d):
@@ -73,12 +75,18 @@ class SmallMapConv2d(nn.Conv2d):
         self.dense_max_pixels = dense_max_pixels
 
     def dense_weight(self, height, width):
-        """The ``(groups, out/groups * P, in/groups * P)`` matrices of the convolution on ``height x width`` maps."""
+        """The ``(groups, out/groups * P, in/groups * P)`` matrices of the convolution on ``height x width`` maps.
+
+        A matrix product of the kernel with the 0/1 tap matrix (each entry
+        is the one tap that links its two pixels, or 0), so that its
+        gradient is a matrix product too: gathering the entries with an
+        index instead made the backward pass scatter-add into the kernel,
+        which took as long as the layer's own products.
+        """
         out_c, in_g = self.weight.shape[:2]
         p, taps = height * width, self.kernel_size[0] * self.kernel_size[1]
-        index = _tap_index(height, width, self.kernel_size, self.padding, self.weight.device)
-        kernel = torch.cat([self.weight.reshape(out_c, in_g, taps), self.weight.new_zeros(out_c, in_g, 1)], 2)
-        dense = kernel[:, :, index]  # (out, in_g, P out, P in)
+        matrix = _tap_matrix(height, width, self.kernel_size, self.padding, self.weight.device).to(self.weight.dtype)
+        dense = (self.weight.reshape(out_c * in_g, taps) @ matrix).view(out_c, in_g, p, p)
         return dense.permute(0, 2, 1, 3).reshape(self.groups, out_c // self.groups * p, in_g * p)
 
     def forward(self, x):
