@@ -62,3 +62,10 @@ def test_state_dict_is_that_of_conv2d():
 def test_only_same_size_convolutions(kwargs):
     with pytest.raises(ValueError, match="SmallMapConv2d takes stride 1"):
         SmallMapConv2d(2, 2, 3, **kwargs)
+
+
+def test_channels_last_input_gives_channels_last_output():
+    conv = SmallMapConv2d(8, 16, 3, padding=1, groups=2)
+    x = torch.randn(5, 8, 2, 2)
+    assert conv(x).is_contiguous()
+    assert conv(x.contiguous(memory_format=torch.channels_last)).is_contiguous(memory_format=torch.channels_last)

@@ -184,3 +184,19 @@ def test_conv_block_pools_before_relu_and_equals_the_usual_order_bit_for_bit():
     assert (outputs[0][0] == 0).any() and (outputs[0][0] > 0).any()  # the ReLU cuts and passes
     for a, b in zip(*outputs):
         assert torch.equal(a, b)
+
+
+def test_conv_encoder_output_is_the_flat_map_and_its_gradient_comes_back_channels_last():
+    torch.manual_seed(0)
+    enc = ConvEncoder((1, 8, 8), (4, 8, 16))
+    x = torch.rand(6, 64)
+    maps = enc.feature_map(x).detach().requires_grad_()
+    plain = maps.detach().clone().requires_grad_()
+    from skmic.nn.encoders import _FlatMaps
+
+    out = _FlatMaps.apply(maps)
+    grad = torch.randn(out.shape)
+    out.backward(grad)
+    plain.flatten(1).backward(grad)
+    assert torch.equal(out, plain.flatten(1)) and torch.equal(enc(x), out)
+    assert torch.equal(maps.grad, plain.grad) and maps.grad.is_contiguous(memory_format=torch.channels_last)

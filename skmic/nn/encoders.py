@@ -116,7 +116,26 @@ class ConvEncoder(nn.Module):
         return self.blocks(x)
 
     def forward(self, x):
-        return self.feature_map(x).flatten(1)
+        return _FlatMaps.apply(self.feature_map(x))
+
+
+class _FlatMaps(torch.autograd.Function):
+    """``maps.flatten(1)`` of channels-last maps whose gradient comes back channels-last.
+
+    Flattening copies the maps into the usual (C, H, W) order, and autograd
+    would hand the gradient back in that order too; BatchNorm and ReLU then
+    run their backward pass on a gradient laid out unlike their input, on
+    a slow path (digits' last block, 192 x 1024 x 2 x 2: 4.4 ms against 0.5 ms).
+    """
+
+    @staticmethod
+    def forward(ctx, maps):
+        ctx.shape = maps.shape
+        return maps.flatten(1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.reshape(ctx.shape).contiguous(memory_format=torch.channels_last)
 
 
 def init_weights(module, linear_std=None):

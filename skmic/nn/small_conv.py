@@ -98,4 +98,7 @@ class SmallMapConv2d(nn.Conv2d):
         out = torch.bmm(rows, self.dense_weight(h, w).transpose(1, 2))
         if self.bias is not None:
             out = out + self.bias.view(g, 1, -1, 1).expand(-1, -1, -1, h * w).reshape(g, 1, -1)
-        return out.transpose(0, 1).reshape(n, self.out_channels, h, w)
+        out = out.transpose(0, 1).reshape(n, self.out_channels, h, w)
+        if x.is_contiguous(memory_format=torch.channels_last):  # as the convolution would: BatchNorm is fast on it
+            out = out.contiguous(memory_format=torch.channels_last)
+        return out
